@@ -1,0 +1,36 @@
+"""Settings come from the environment, refuse nonsense, and honour $PORT."""
+
+import pytest
+from pydantic import ValidationError
+
+from yolo_service import Settings
+
+
+def test_port_comes_from_PORT(monkeypatch):
+    monkeypatch.setenv("PORT", "9123")
+    assert Settings().port == 9123
+    monkeypatch.delenv("PORT")
+    assert Settings().port == 8000
+
+
+def test_prefixed_environment_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOLO_SERVICE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("YOLO_SERVICE_ALLOWED_FORMATS", "png, jpeg")
+    monkeypatch.setenv("YOLO_SERVICE_MAX_QUEUE", "4")
+    settings = Settings()
+    assert settings.weights_dir == tmp_path
+    assert settings.allowed_formats == frozenset({"PNG", "JPEG"})
+    assert settings.max_queue == 4
+
+
+@pytest.mark.parametrize(("name", "value"), [("YOLO_SERVICE_CONFIDENCE", "1.5"), ("PORT", "0"),
+                                             ("YOLO_SERVICE_LOG_LEVEL", "loud"), ("YOLO_SERVICE_MAX_QUEUE", "0")])
+def test_nonsense_is_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_body_limit_leaves_room_for_base64():
+    settings = Settings(max_image_bytes=3_000_000)
+    assert settings.max_body_bytes >= 4_000_000

@@ -1,0 +1,126 @@
+"""Decoding and validation of images: every kind of bad input gets its typed error and message."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from yolo_service import (
+    ImageTooLarge,
+    InvalidImage,
+    UnsupportedImageFormat,
+    decode_base64,
+    encode_base64,
+    encode_image,
+    load_image,
+    sample_scene,
+)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A few-byte PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
+        b"IEND", b""
+    )
+
+
+@pytest.fixture(scope="module")
+def scene_png() -> bytes:
+    return encode_image(sample_scene()[0])
+
+
+def test_png_round_trip_keeps_pixels(scene_png):
+    image = load_image(scene_png)
+    assert (image.mode, image.size) == ("RGB", (640, 480))
+    assert image.getpixel((150, 150)) == (220, 30, 30)  # inside the red square
+    assert image.getpixel((470, 270)) == (30, 70, 220)  # inside the blue circle
+
+
+def test_base64_and_data_url_and_wrapped_lines(scene_png):
+    text = encode_base64(scene_png)
+    assert load_image(text).size == (640, 480)
+    assert load_image("data:image/png;base64," + text).size == (640, 480)
+    wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+    assert decode_base64(wrapped) == scene_png
+
+
+def test_rgba_is_flattened_on_white():
+    image = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    assert load_image(encode_image(image)).getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    displayed = sample_scene()[0]
+    stored = displayed.transpose(Image.Transpose.ROTATE_90)  # what a phone writes
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=exif, quality=95)
+    upright = load_image(buffer.getvalue())
+    assert upright.size == (640, 480)
+    red = upright.getpixel((200, 200))
+    assert red[0] > 180 and red[2] < 80, red
+
+
+def test_first_frame_of_a_multi_frame_gif():
+    frames = [Image.new("RGB", (20, 20), color) for color in ((255, 0, 0), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert load_image(buffer.getvalue()).getpixel((10, 10)) == (255, 0, 0)
+
+
+def test_sixteen_bit_grey_is_scaled_to_eight_bits():
+    image = Image.new("I;16", (4, 4), 0)
+    image.putpixel((0, 0), 65535)
+    decoded = load_image(encode_image(image))
+    assert decoded.getpixel((0, 0)) == (255, 255, 255) and decoded.getpixel((1, 1)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"", InvalidImage, "empty"),
+        (bytes(range(256)) * 4, InvalidImage, "not an image"),
+        (b"just some text\n", InvalidImage, "not an image"),
+        ("@@not base64@@", InvalidImage, "not valid base64"),
+        ("", InvalidImage, "empty"),
+    ],
+)
+def test_bad_input_raises_typed_errors(data, error, message):
+    with pytest.raises(error, match=message):
+        load_image(data)
+
+
+def test_truncated_png(scene_png):
+    with pytest.raises(InvalidImage, match="could not be decoded"):
+        load_image(scene_png[: len(scene_png) // 2])
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = png_declaring(30000, 30000)
+    assert len(bomb) < 200
+    with pytest.raises(ImageTooLarge, match="pixels"):
+        load_image(bomb)
+
+
+def test_pixel_and_byte_limits(scene_png):
+    with pytest.raises(ImageTooLarge, match="640x480 = 307,200 pixels; the limit is 100,000"):
+        load_image(scene_png, max_pixels=100_000)
+    with pytest.raises(ImageTooLarge, match="the limit is 1,000 bytes"):
+        load_image(scene_png, max_bytes=1000)
+
+
+def test_format_not_allowed(scene_png):
+    with pytest.raises(UnsupportedImageFormat, match="PNG is not allowed; allowed: JPEG") as info:
+        load_image(scene_png, formats={"JPEG"})
+    assert info.value.status_code == 415

@@ -1,0 +1,226 @@
+"""The ``yolo-service`` command line: serve, up, predict, check, models, download, train-demo.
+
+Each command is a few lines over the library; heavy imports (torch, uvicorn,
+streamlit) happen inside the command that needs them, so ``yolo-service --help``
+and ``yolo-service check`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import get_settings
+from .errors import YoloServiceError
+
+__all__ = ["main"]
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend" / "app.py"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    port = args.port or settings.port
+    uvicorn.run(
+        "yolo_service.api:create_app", factory=True, host=args.host or settings.host, port=port,
+        log_level=settings.log_level, access_log=False,  # the app logs one line per request, with latency
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Start the API and the Streamlit UI together; Ctrl-C stops both."""
+    if not FRONTEND.is_file():
+        print(f"error: the UI script is not at {FRONTEND} (run from a clone of the repository)", file=sys.stderr)
+        return 2
+    env = {**os.environ, "PORT": str(args.api_port)}
+    api = subprocess.Popen([sys.executable, "-m", "yolo_service", "serve"], env=env)
+    ui_env = {**os.environ, "BACKEND_URL": f"http://localhost:{args.api_port}"}
+    ui_env.pop("PORT", None)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(FRONTEND), "--server.port", str(args.ui_port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=ui_env,
+    )
+    print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
+    try:
+        while api.poll() is None and ui.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (ui, api):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (ui, api):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0 if (api.returncode or 0) in (0, -signal.SIGTERM) else 1
+
+
+def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
+    print(f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
+          f"({response.image.width}x{response.image.height})")
+    if response.detections:
+        print(f"{'class':<14}{'confidence':>11}  {'x_min':>6}{'y_min':>7}{'x_max':>7}{'y_max':>7}")
+        for d in response.detections:
+            print(f"{d.class_name:<14}{d.confidence:>11.2f}  {d.x_min:>6}{d.y_min:>7}{d.x_max:>7}{d.y_max:>7}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .drawing import draw_detections
+    from .images import load_image
+    from .models import predict
+
+    image = load_image(Path(args.image))
+    response = predict(image, args.model, confidence=args.confidence,
+                       classes=args.classes.split(",") if args.classes else None)
+    if args.json:
+        print(response.model_dump_json(indent=2, exclude_none=True))
+    else:
+        _print_table(response)
+    if args.out:
+        draw_detections(image, response.detections).save(args.out)
+        print(f"annotated image: {args.out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """The workshop's test script: health, models, a prediction on a generated sample."""
+    from .client import Client
+    from .schema import box_iou
+    from .shapes import sample_scene
+
+    failures = 0
+
+    def report(ok: bool, what: str, detail: str = "") -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"[{'PASS' if ok else 'FAIL'}] {what}{': ' + detail if detail else ''}")
+
+    with Client(args.url, timeout=args.timeout) as client:
+        print(f"checking {client.url}")
+        try:
+            report(client.health() == {"status": "ok"}, "GET /health", "alive")
+            report(client.ready(), "GET /ready", "default model loaded")
+            names = client.models()
+            report(bool(names), "GET /models", ", ".join(names))
+            image, shapes = sample_scene()
+            model = args.model or ("shapes" if "shapes" in names else None)
+            result = client.predict(image, model)
+            found = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in result.detections) or "nothing"
+            report(True, f"POST /predict ({result.model})", f"{found} in {result.time * 1000:.0f} ms")
+            if result.model == "shapes":
+                for shape in shapes:
+                    best = max((box_iou(shape.box, d.box) for d in result.detections
+                                if d.class_name == shape.class_name), default=0.0)
+                    report(best >= 0.7, f"  found the {shape.class_name}", f"IoU {best:.2f}")
+        except YoloServiceError as exc:
+            report(False, type(exc).__name__, str(exc))
+    print("all checks passed" if not failures else f"{failures} check(s) failed")
+    return 0 if not failures else 1
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import ModelCatalog
+
+    catalog = ModelCatalog()
+    for name in catalog.names():
+        spec = catalog.spec(name)
+        state = "on disk" if spec.path.is_file() else "downloads on first use"
+        print(f"{name:<12}{spec.source:<9}{state:<24}{spec.description}")
+    print(f"weights directory: {catalog.weights_dir}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .models import download
+
+    for path in download(*args.names):
+        print(f"ok: {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainingConfig, train_shapes
+
+    overrides = {"epochs": args.epochs, "train_images": args.images, "imgsz": args.imgsz}
+    config = TrainingConfig(**{k: v for k, v in overrides.items() if v is not None})
+    record = train_shapes(Path(args.workdir), config, install=args.install)
+    print(json.dumps({k: record[k] for k in ("heldout", "seconds")}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(prog="yolo-service", description="YOLO detection: library, API and UI.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the API (uvicorn) on $PORT or 8000")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("up", help="run the API and the Streamlit UI together")
+    p.add_argument("--api-port", type=int, default=8000)
+    p.add_argument("--ui-port", type=int, default=8501)
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("predict", help="detect objects in an image file, in this process")
+    p.add_argument("image")
+    p.add_argument("--model", default=None, help="a name from `yolo-service models` (default: the default model)")
+    p.add_argument("--confidence", type=float, default=None)
+    p.add_argument("--classes", default=None, help="comma-separated class names to keep")
+    p.add_argument("--out", default=None, help="write the annotated image here")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("check", help="check a running backend: health, models, a prediction")
+    p.add_argument("url", nargs="?", default="http://localhost:8000")
+    p.add_argument("--model", default=None)
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("models", help="list the model catalog")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("download", help="fetch model weights now (needs internet for COCO models)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("train-demo", help="regenerate the shapes data and retrain the bundled model (CPU)")
+    p.add_argument("--workdir", default="build/train-demo")
+    p.add_argument("--epochs", type=int, default=None, help="default: as the bundled model was made")
+    p.add_argument("--images", type=int, default=None, help="training images to generate")
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--install", action="store_true", help="replace the bundled weights with the result")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``yolo-service`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except YoloServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2

@@ -1,0 +1,83 @@
+"""Settings: one class, read from ``YOLO_SERVICE_*`` environment variables (and ``$PORT``).
+
+Nothing runs at import; :func:`get_settings` builds and caches the settings on first
+call. Apps take a ``Settings`` argument so tests pass their own instead of patching
+globals.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+MiB = 1024 * 1024
+
+
+def _default_weights_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "yolo-service" / "weights"
+
+
+class Settings(BaseSettings):
+    """Every tunable of the library, the API and the apps, with its environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="YOLO_SERVICE_", extra="ignore")
+
+    # Serving
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "YOLO_SERVICE_PORT"))
+    log_level: str = "info"
+    max_queue: int = Field(32, ge=1, description="predict requests in flight or queued before a fast 503")
+    retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
+    preload: bool = Field(True, description="load the default model at start-up")
+    shutdown_timeout: float = Field(8.0, ge=0, description="seconds to finish in-flight requests on SIGTERM")
+
+    # Models
+    weights_dir: Path = Field(default_factory=_default_weights_dir)
+    default_model: str | None = Field(None, description="None: yolo26n if it can be loaded, else shapes")
+    offline: bool = Field(False, description="never try to download weights")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    confidence: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.7, ge=0.0, le=1.0)
+    max_detections: int = Field(300, ge=1, le=1000)
+
+    # Images
+    max_image_bytes: int = Field(20 * MiB, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    allowed_formats: Annotated[frozenset[str], NoDecode] = frozenset(
+        {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
+    )
+
+    @field_validator("allowed_formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: object) -> object:
+        """Accept ``PNG,JPEG`` from the environment; store upper-case names."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        return frozenset(str(part).strip().upper() for part in value)  # type: ignore[union-attr]
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        levels = {"critical", "error", "warning", "info", "debug"}
+        if value.lower() not in levels:
+            raise ValueError(f"log_level must be one of {sorted(levels)}")
+        return value.lower()
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: a base64 image of ``max_image_bytes`` plus the JSON around it."""
+        return self.max_image_bytes * 4 // 3 + 64 * 1024
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,119 @@
+"""The library's typed errors, one per thing that can go wrong for a user.
+
+    YoloServiceError                 base: every error the library raises on purpose
+    ├── InvalidImage           400   empty, not base64, not an image, truncated
+    │   └── UnsupportedImageFormat 415   an image, but of a format the service refuses
+    ├── InvalidRequest         422   a parameter the schema cannot check (e.g. an unknown class)
+    ├── ImageTooLarge          413   too many bytes or pixels (decompression bombs too)
+    ├── UnknownModel           404   a name the catalog does not hold (or an unsafe one)
+    └── ServiceUnavailable     503   try again later (``retry_after`` seconds)
+        ├── ModelUnavailable         weights cannot be obtained (offline, download failed)
+        ├── NotReady                 the default model is still loading
+        ├── Overloaded               the request queue is full
+        └── BackendUnreachable       (client side) no answer from the backend URL
+
+Each class carries the HTTP status the API answers with; the API maps errors to
+responses in one handler, and :mod:`yolo_service.client` raises the same classes
+again from the response, so callers catch the same types in-process and remotely.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnreachable",
+    "ImageTooLarge",
+    "InvalidImage",
+    "InvalidRequest",
+    "ModelUnavailable",
+    "NotReady",
+    "Overloaded",
+    "ServiceUnavailable",
+    "UnknownModel",
+    "UnsupportedImageFormat",
+    "YoloServiceError",
+    "error_class",
+]
+
+
+class YoloServiceError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidImage(YoloServiceError):
+    """The bytes are not a readable image (empty, bad base64, truncated, not an image)."""
+
+    status_code = 400
+
+
+class UnsupportedImageFormat(InvalidImage):
+    """A readable image whose format is not in the allowed list."""
+
+    status_code = 415
+
+
+class InvalidRequest(YoloServiceError):
+    """A request parameter that is well-formed but makes no sense (e.g. an unknown class name)."""
+
+    status_code = 422
+
+
+class ImageTooLarge(YoloServiceError):
+    """The image (or the request body) exceeds the configured byte or pixel limit."""
+
+    status_code = 413
+
+
+class UnknownModel(YoloServiceError):
+    """The model name is not in the catalog, or is not a safe file name."""
+
+    status_code = 404
+
+
+class ServiceUnavailable(YoloServiceError):
+    """Temporarily unable to serve; ``retry_after`` says when to try again."""
+
+    status_code = 503
+
+
+class ModelUnavailable(ServiceUnavailable):
+    """The model is in the catalog but its weights cannot be obtained (e.g. offline)."""
+
+
+class NotReady(ServiceUnavailable):
+    """The service is up but its default model is still loading."""
+
+
+class Overloaded(ServiceUnavailable):
+    """Too many requests are queued; retry after ``retry_after`` seconds."""
+
+
+class BackendUnreachable(ServiceUnavailable):
+    """The client got no HTTP answer from the backend URL (down, wrong URL, timeout)."""
+
+
+_BY_NAME = {
+    cls.__name__: cls
+    for cls in (
+        YoloServiceError, InvalidImage, UnsupportedImageFormat, InvalidRequest, ImageTooLarge,
+        UnknownModel, ServiceUnavailable, ModelUnavailable, NotReady, Overloaded, BackendUnreachable,
+    )
+}
+_BY_STATUS = {400: InvalidImage, 404: UnknownModel, 413: ImageTooLarge, 415: UnsupportedImageFormat,
+              422: InvalidRequest, 503: ServiceUnavailable}
+
+
+def error_class(name: str | None, status_code: int) -> type[YoloServiceError]:
+    """The error class for an API error response: by its ``error`` name, else by status."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    return _BY_STATUS.get(status_code, YoloServiceError)

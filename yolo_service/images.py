@@ -1,0 +1,162 @@
+"""Decode, validate and encode images: bytes or base64 in, an upright RGB ``PIL.Image`` out.
+
+Every check happens before pixels are decoded: the byte size, the format, and the
+pixel count read from the header, so a few-KB file that declares 30000x30000 pixels
+is refused without allocating them. Pillow only; no numpy or torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import get_settings
+from .errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+
+__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "read_image_bytes"]
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+
+
+def decode_base64(data: str) -> bytes:
+    """Decode a base64 string (standard or URL-safe, ``data:`` URL prefix allowed).
+
+    Raises:
+        InvalidImage: the text is not valid base64 or decodes to nothing.
+    """
+    text = _DATA_URL.sub("", data.strip(), count=1)
+    text = "".join(text.split())  # line-wrapped base64 (e.g. from `base64` the command) is fine
+    if not text:
+        raise InvalidImage("the image is empty: send the image file's bytes encoded as base64")
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImage(f"the image is not valid base64 ({exc}): encode the file's bytes with base64") from exc
+
+
+def read_image_bytes(source: bytes | str | Path) -> bytes:
+    """Bytes of an image given as bytes, a file path, or a base64 string."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, Path):
+        return source.read_bytes()
+    if isinstance(source, str):
+        return decode_base64(source)
+    raise TypeError(f"expected bytes, a Path, a base64 str or a PIL image, not {type(source).__name__}")
+
+
+def load_image(
+    source: bytes | str | Path | Image.Image,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    formats: frozenset[str] | set[str] | None = None,
+) -> Image.Image:
+    """Validate and decode an image into an upright RGB image.
+
+    EXIF orientation is applied (boxes are in the orientation people see), multi-frame
+    files give their first frame, transparency is flattened onto white. Limits default
+    to :class:`~yolo_service.config.Settings`.
+
+    Raises:
+        InvalidImage: empty, not an image, or truncated.
+        UnsupportedImageFormat: a format outside ``formats``.
+        ImageTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels.
+    """
+    settings = get_settings()
+    max_bytes = settings.max_image_bytes if max_bytes is None else max_bytes
+    max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
+    formats = settings.allowed_formats if formats is None else frozenset(f.upper() for f in formats)
+
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels)
+        return _to_rgb(ImageOps.exif_transpose(source))
+    data = read_image_bytes(source)
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _open(io.BytesIO(data))  # reads the header only
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"the image declares too many pixels ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImage(
+            f"the data is not an image Pillow can read ({len(data)} bytes): send a PNG, JPEG, WebP, BMP or TIFF file"
+        ) from exc
+    if (image.format or "").upper() not in formats:
+        raise UnsupportedImageFormat(
+            f"image format {image.format} is not allowed; allowed: {', '.join(sorted(formats))}"
+        )
+    _check_pixels(image.size, max_pixels)
+    try:
+        image.seek(0)
+        image.load()
+        return _to_rgb(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's ways to say "truncated/corrupt"
+        raise InvalidImage(f"the image could not be decoded ({exc}): is the file complete?") from exc
+
+
+def _open(fp: io.BytesIO) -> Image.Image:
+    """Pillow's own ``Image.open``, even after Ultralytics patched it.
+
+    Ultralytics replaces ``Image.open`` with a wrapper that, on an unidentified file,
+    pip-installs a HEIF plugin at run time; a server must not do that per request.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "") == "ultralytics.utils.patches":
+        opener = sys.modules["ultralytics.utils.patches"]._image_open
+    return opener(fp)
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} pixels"
+        )
+    if width == 0 or height == 0:
+        raise InvalidImage(f"the image has no pixels ({width}x{height})")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any mode to RGB: alpha flattened on white, 16-bit grey stretched to 8 bits."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grey: stretch its range to 8 bits
+        image = image.convert("F")
+        low, high = image.getextrema()
+        scale = 255 / (high - low) if high > low else 1
+        image = image.point(lambda value: (value - low) * scale).convert("L")
+    if image.mode == "P" or image.mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode in {"RGBA", "LA", "RGBa", "La"}:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def encode_image(image: Image.Image, format: str = "PNG", quality: int = 90) -> bytes:
+    """Encode an image to bytes (PNG by default; ``quality`` is for JPEG and WebP)."""
+    buffer = io.BytesIO()
+    options = {"quality": quality} if format.upper() in {"JPEG", "WEBP"} else {}
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def encode_base64(image: Image.Image | bytes, format: str = "PNG") -> str:
+    """Base64 text of an image (encoded as ``format``) or of raw file bytes."""
+    data = image if isinstance(image, bytes) else encode_image(image, format)
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,365 @@
+"""The model catalog and the detector: which models exist, how they load, how they predict.
+
+Names, never paths: a model is ``yolo26n`` (COCO, downloaded by Ultralytics on first
+use), ``shapes`` (bundled with this package), or ``NAME`` for a ``NAME.pt`` file in the
+weights directory. A name is checked before any file is touched, so no request can
+open a file outside the weights directory.
+
+Torch and Ultralytics are imported inside functions only: importing this module is
+cheap, and the rest of the package (UI, client) works without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings, get_settings
+from .errors import InvalidRequest, ModelUnavailable, UnknownModel
+from .schema import Detection, ImageInfo, ModelInfo, PredictResponse
+from .shapes import SHAPE_CLASSES
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "COCO_MODELS",
+    "Detector",
+    "ModelCatalog",
+    "ModelRegistry",
+    "ModelSpec",
+    "download",
+    "predict",
+]
+
+logger = logging.getLogger(__name__)
+
+#: COCO-pretrained models that Ultralytics downloads on first use.
+COCO_MODELS: dict[str, str] = {
+    "yolo26n": "YOLO26 nano: fastest, the default with internet",
+    "yolo26s": "YOLO26 small: more accurate, ~3x slower",
+    "yolo11n": "YOLO11 nano",
+    "yolo11s": "YOLO11 small",
+    "yolo11m": "YOLO11 medium: slow on CPU",
+}
+PREFERRED_DEFAULT = "yolo26n"
+BUNDLED_DIR = Path(__file__).parent / "weights"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A catalog entry: where a model's weights live and what it detects."""
+
+    name: str
+    source: str  # "coco" | "bundled" | "local"
+    path: Path
+    description: str
+    imgsz: int = 640
+    classes: tuple[str, ...] | None = None
+
+
+class ModelCatalog:
+    """The models this installation can serve, by name."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        _configure_ultralytics(self.settings)
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where COCO downloads and user ``.pt`` files live."""
+        return self.settings.weights_dir
+
+    def names(self) -> list[str]:
+        """All model names: COCO models, ``shapes``, then the user's ``.pt`` files, sorted."""
+        local = []
+        if self.weights_dir.is_dir():
+            local = sorted(
+                p.stem for p in self.weights_dir.glob("*.pt")
+                if p.stem not in COCO_MODELS and p.stem != "shapes" and _SAFE_NAME.match(p.stem)
+            )
+        return [*COCO_MODELS, "shapes", *local]
+
+    def spec(self, name: str) -> ModelSpec:
+        """The catalog entry for ``name``.
+
+        Raises:
+            UnknownModel: the name is unsafe (``/``, ``\\``, ``..``) or not in the catalog.
+        """
+        name = name.removesuffix(".pt")
+        if not _SAFE_NAME.match(name) or ".." in name:
+            raise UnknownModel(
+                f"invalid model name {name!r}: use a name from GET /models (letters, digits, '.', '_', '-'), not a path"
+            )
+        if name == "shapes":
+            return ModelSpec("shapes", "bundled", BUNDLED_DIR / "shapes.pt",
+                             "bundled demo: circles, squares and triangles (works offline)",
+                             imgsz=_bundled_imgsz(), classes=SHAPE_CLASSES)
+        if name in COCO_MODELS:
+            return ModelSpec(name, "coco", self.weights_dir / f"{name}.pt", COCO_MODELS[name])
+        path = self.weights_dir / f"{name}.pt"
+        if path.is_file():
+            return ModelSpec(name, "local", path, f"your model: {path.name} in the weights directory")
+        raise UnknownModel(f"unknown model {name!r}; choose one of: {', '.join(self.names())}")
+
+    def available(self, name: str) -> bool:
+        """True when the weights are on disk, so the model loads with no network."""
+        return self.spec(name).path.is_file()
+
+    def download(self, name: str) -> Path:
+        """Make sure ``name``'s weights are on disk, downloading COCO weights if needed.
+
+        Raises:
+            ModelUnavailable: offline, or the download failed; the message says what to do.
+        """
+        spec = self.spec(name)
+        if spec.path.is_file():
+            return spec.path
+        if spec.source != "coco":  # bundled or local weights that vanished
+            raise ModelUnavailable(f"the weights of model {name!r} are missing: {spec.path}")
+        offline_choices = ", ".join(n for n in self.names() if n == "shapes" or self.available(n))
+        hint = f"run `yolo-service download {name}` with internet, or choose one of: {offline_choices}"
+        if self.settings.offline:
+            raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        from ultralytics.utils.downloads import attempt_download_asset  # shows a progress bar
+
+        try:
+            attempt_download_asset(spec.path)
+        except Exception as exc:  # Ultralytics raises many types (ConnectionError, OSError, …); all mean "no weights"
+            raise ModelUnavailable(f"could not download model {name!r} ({exc}): {hint}") from exc
+        if not spec.path.is_file():
+            raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
+        return spec.path
+
+    def info(self, name: str, loaded: bool = False, default: bool = False) -> ModelInfo:
+        """What GET /models/{name} reports."""
+        spec = self.spec(name)
+        classes = list(spec.classes) if spec.classes else (_coco_classes() if spec.source == "coco" else None)
+        return ModelInfo(name=spec.name, source=spec.source, description=spec.description,  # type: ignore[arg-type]
+                         classes=classes, loaded=loaded, available_offline=spec.path.is_file(), default=default)
+
+
+def _bundled_imgsz() -> int:
+    import json
+
+    record = BUNDLED_DIR / "shapes.json"
+    if record.is_file():
+        return int(json.loads(record.read_text())["config"]["imgsz"])
+    return 320
+
+
+@functools.cache
+def _coco_classes() -> list[str] | None:
+    try:
+        from ultralytics.utils import ROOT, YAML
+    except ImportError:
+        return None
+    names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
+    return [names[i] for i in sorted(names)]
+
+
+class Detector:
+    """One loaded model. ``predict`` is safe to call from many threads at once.
+
+    Ultralytics' predictor keeps per-call state on the model object, so calls are
+    serialised with a lock; each call uses all the process's CPU threads, which keeps
+    the CPU busy and makes every result identical to a serial call.
+    """
+
+    def __init__(self, spec: ModelSpec, threads: int) -> None:
+        try:
+            from ultralytics import YOLO
+        except ImportError as exc:
+            raise ModelUnavailable(
+                f"cannot load model {spec.name!r}: Ultralytics is not installed ({exc}); "
+                "install the serving extra: pip install 'yolo-service[serve]'"
+            ) from exc
+
+        self.spec = spec
+        self.threads = threads
+        self._lock = threading.Lock()
+        try:
+            self._model = YOLO(str(spec.path), task="detect")
+        except Exception as exc:  # a corrupt or foreign .pt file: tell the user which one
+            raise ModelUnavailable(f"model {spec.name!r} could not be loaded from {spec.path.name}: {exc}") from exc
+        self.names: dict[int, str] = dict(self._model.names)
+        # Warm up: Ultralytics builds its predictor on the first call (and pins torch to
+        # one thread there); doing it now keeps the first real request fast and parallel.
+        from PIL import Image
+
+        self.predict(Image.new("RGB", (spec.imgsz, spec.imgsz), (114, 114, 114)))
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in id order."""
+        return [self.names[i] for i in sorted(self.names)]
+
+    def class_ids(self, classes: list[str] | None) -> list[int] | None:
+        """Ids of the given class names (None: all classes)."""
+        if not classes:
+            return None
+        by_name = {name: i for i, name in self.names.items()}
+        unknown = [c for c in classes if c not in by_name]
+        if unknown:
+            raise InvalidRequest(
+                f"model {self.spec.name!r} has no class {', '.join(map(repr, unknown))}; "
+                f"its classes are: {', '.join(self.classes[:20])}{' …' if len(self.classes) > 20 else ''}"
+            )
+        return [by_name[c] for c in classes]
+
+    def predict(
+        self,
+        image: Image.Image,
+        *,
+        confidence: float = 0.25,
+        iou: float = 0.7,
+        classes: list[str] | None = None,
+        max_detections: int = 300,
+    ) -> tuple[list[Detection], float]:
+        """Detect objects in an RGB image; return detections (original pixels) and seconds taken."""
+        import torch
+
+        ids = self.class_ids(classes)
+        with self._lock:
+            started = time.perf_counter()
+            # Ultralytics' select_device pins torch to cores-1 threads; give inference all of them.
+            torch.set_num_threads(self.threads)
+            result = self._model.predict(
+                image, imgsz=self.spec.imgsz, conf=confidence, iou=iou, classes=ids,
+                max_det=max_detections, device="cpu", verbose=False,
+            )[0]
+            elapsed = time.perf_counter() - started
+        boxes = result.boxes
+        detections = [
+            Detection(
+                x_min=round(x0), y_min=round(y0), x_max=round(x1), y_max=round(y1),
+                class_name=self.names[int(cls)], class_id=int(cls), confidence=round(float(conf), 4),
+            )
+            for (x0, y0, x1, y1), conf, cls in zip(
+                boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
+            )
+        ]
+        return detections, elapsed
+
+
+class ModelRegistry:
+    """Loads models lazily, once each, and caches them by name; resolves the default model."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.catalog = ModelCatalog(self.settings)
+        self._detectors: dict[str, Detector] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._default: str | None = None
+
+    def loaded(self, name: str) -> bool:
+        """True once ``name`` is loaded in this process."""
+        return self.catalog.spec(name).name in self._detectors
+
+    def get(self, name: str | None = None) -> Detector:
+        """The detector for ``name`` (the default model when None), loading it on first use."""
+        spec = self.catalog.spec(name) if name else self.catalog.spec(self.default_model())
+        if spec.name in self._detectors:
+            return self._detectors[spec.name]
+        with self._guard:
+            lock = self._locks.setdefault(spec.name, threading.Lock())
+        with lock:  # one load per model, however many threads ask at once
+            if spec.name not in self._detectors:
+                self.catalog.download(spec.name)
+                started = time.perf_counter()
+                self._detectors[spec.name] = Detector(spec, self.settings.threads)
+                logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
+        return self._detectors[spec.name]
+
+    def default_model(self) -> str:
+        """The configured default, else ``yolo26n`` if it can be loaded, else ``shapes`` (logged once)."""
+        if self._default is None:
+            with self._guard:
+                if self._default is None:
+                    self._default = self._resolve_default()
+        return self._default
+
+    def _resolve_default(self) -> str:
+        if self.settings.default_model:
+            return self.catalog.spec(self.settings.default_model).name
+        try:
+            self.catalog.download(PREFERRED_DEFAULT)
+            return PREFERRED_DEFAULT
+        except ModelUnavailable as exc:
+            logger.warning("default model: shapes, because %s", exc)
+            return "shapes"
+
+    def predict(
+        self,
+        image: Image.Image | bytes | str | Path,
+        model: str | None = None,
+        *,
+        confidence: float | None = None,
+        iou: float | None = None,
+        classes: list[str] | None = None,
+        max_detections: int | None = None,
+    ) -> PredictResponse:
+        """Decode ``image`` (if needed) and run ``model`` on it; see :func:`predict`."""
+        from .images import load_image
+
+        picture = load_image(image)
+        detector = self.get(model)
+        s = self.settings
+        detections, elapsed = detector.predict(
+            picture,
+            confidence=s.confidence if confidence is None else confidence,
+            iou=s.iou if iou is None else iou,
+            classes=classes,
+            max_detections=s.max_detections if max_detections is None else max_detections,
+        )
+        return PredictResponse(model=detector.spec.name, detections=detections, time=round(elapsed, 4),
+                               image=ImageInfo(width=picture.width, height=picture.height))
+
+
+_registry: ModelRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def _default_registry() -> ModelRegistry:
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = ModelRegistry()
+        return _registry
+
+
+def predict(image: Image.Image | bytes | str | Path, model: str | None = None, **options: Any) -> PredictResponse:
+    """Detect objects in an image, in this process.
+
+    Args:
+        image: a PIL image, the file's bytes, a path, or base64 text.
+        model: a catalog name (``shapes``, ``yolo26n`` …); the default model when None.
+        **options: ``confidence``, ``iou``, ``classes`` (names), ``max_detections``.
+
+    Returns:
+        The detections in the original image's pixels, the model name and the time taken.
+    """
+    return _default_registry().predict(image, model, **options)
+
+
+def download(*names: str, settings: Settings | None = None) -> list[Path]:
+    """Fetch the weights of ``names`` into the weights directory (with a progress bar)."""
+    catalog = ModelCatalog(settings)
+    return [catalog.download(name) for name in names]
+
+
+def _configure_ultralytics(settings: Settings) -> None:
+    """Tell Ultralytics, before it is imported: never pip-install at run time; no network offline."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    if settings.offline:
+        os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -1,0 +1,143 @@
+"""The API contract: what ``/predict`` and friends take and return (pydantic models).
+
+Wire-compatible with the workshop's backend: ``{"model", "image"}`` in,
+``{"model", "detections": [{"x_min", "y_min", "x_max", "y_max", "class_name",
+"confidence"}], "time"}`` out; every field added since is optional on input and
+extra on output. No torch here: the frontend and the client import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Detection",
+    "ErrorResponse",
+    "HealthResponse",
+    "ImageInfo",
+    "ModelInfo",
+    "PredictRequest",
+    "PredictResponse",
+    "ReadyResponse",
+    "box_iou",
+]
+
+Box = tuple[float, float, float, float]
+
+
+class Detection(BaseModel):
+    """One detected object: a box in the original image's pixels, its class and confidence."""
+
+    x_min: int = Field(description="left edge, pixels from the image's left")
+    y_min: int = Field(description="top edge, pixels from the image's top")
+    x_max: int = Field(description="right edge (exclusive)")
+    y_max: int = Field(description="bottom edge (exclusive)")
+    class_name: str
+    class_id: int
+    confidence: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """``(x_min, y_min, x_max, y_max)``."""
+        return (self.x_min, self.y_min, self.x_max, self.y_max)
+
+
+class ImageInfo(BaseModel):
+    """Size of the image as the model saw it (after EXIF orientation)."""
+
+    width: int
+    height: int
+
+
+def _example(schema: dict) -> None:
+    """A small generated scene as the /docs example, so "Try it out" returns real boxes."""
+    import base64
+    import io
+
+    from .shapes import Shape, draw_scene
+
+    image = draw_scene(
+        [Shape("square", 20, 20, 80, 80, (220, 30, 30)), Shape("circle", 100, 40, 150, 90, (30, 70, 220))],
+        size=(160, 120),
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    schema["examples"] = [{"image": base64.b64encode(buffer.getvalue()).decode(), "model": "shapes"}]
+
+
+class PredictRequest(BaseModel):
+    """A prediction request: a base64 image and, optionally, the model and its thresholds."""
+
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra=_example,
+    )
+
+    image: str = Field(description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted")
+    model: str | None = Field(None, description="a name from GET /models; the default model when omitted")
+    confidence: float | None = Field(None, ge=0.0, le=1.0, description="minimum confidence of a detection")
+    iou: float | None = Field(None, ge=0.0, le=1.0, description="IoU threshold of non-maximum suppression")
+    classes: list[str] | None = Field(None, description="keep only these class names")
+    max_detections: int | None = Field(None, ge=1, le=1000, description="at most this many detections")
+    annotate: bool = Field(False, description="also return the image with boxes drawn, as base64 PNG")
+
+
+class PredictResponse(BaseModel):
+    """The detections, the model that made them and its processing time in seconds."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    detections: list[Detection] = []
+    time: float = Field(description="the model's processing time, seconds")
+    image: ImageInfo
+    annotated_image: str | None = Field(None, description="base64 PNG with the boxes drawn, when asked")
+
+
+class HealthResponse(BaseModel):
+    """Liveness: the process serves."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: the default model is loaded."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["ready"] = "ready"
+    default_model: str
+
+
+class ModelInfo(BaseModel):
+    """What the service knows about one model."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    source: Literal["coco", "bundled", "local"]
+    description: str
+    classes: list[str] | None = Field(None, description="class names; None for a local model not yet loaded")
+    loaded: bool
+    available_offline: bool = Field(description="its weights are on disk, so it loads with no internet")
+    default: bool = False
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a message for people and the error class's name for programs."""
+
+    detail: str
+    error: str
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x_min, y_min, x_max, y_max)`` boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
