@@ -1,4 +1,4 @@
-"""The ``yolo-service`` command line: serve, up, predict, check, models, download, train-demo.
+"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, download, train-demo.
 
 Each command is a few lines over the library; heavy imports (torch, uvicorn,
 streamlit) happen inside the command that needs them, so ``yolo-service --help``
@@ -23,7 +23,20 @@ from .errors import YoloServiceError
 
 __all__ = ["main"]
 
-FRONTEND = Path(__file__).resolve().parent.parent / "frontend" / "app.py"
+def _frontend_script() -> Path | None:
+    """``frontend/app.py`` in the working directory (containers) or next to the package (a clone)."""
+    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (root / "frontend" / "app.py").is_file():
+            return root / "frontend" / "app.py"
+    return None
+
+
+def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[str]:
+    """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on)."""
+    upload_mb = -(-get_settings().max_image_bytes // 2**20)  # ceil: Streamlit takes whole MB
+    return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", str(upload_mb)]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -39,20 +52,27 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """Run the Streamlit UI on $PORT (Cloud Run) or 8501."""
+    script = _frontend_script()
+    if script is None:
+        print("error: frontend/app.py not found: run from the repository (or the frontend image's /app)",
+              file=sys.stderr)
+        return 2
+    port = args.port or int(os.environ.get("PORT", "8501"))
+    os.execv(sys.executable, _streamlit_argv(script, port))  # streamlit becomes this process: signals reach it
+
+
 def _up(args: argparse.Namespace) -> int:
     """Start the API and the Streamlit UI together; Ctrl-C stops both."""
-    if not FRONTEND.is_file():
-        print(f"error: the UI script is not at {FRONTEND} (run from a clone of the repository)", file=sys.stderr)
+    script = _frontend_script()
+    if script is None:
+        print("error: frontend/app.py not found: run from a clone of the repository", file=sys.stderr)
         return 2
-    env = {**os.environ, "PORT": str(args.api_port)}
-    api = subprocess.Popen([sys.executable, "-m", "yolo_service", "serve"], env=env)
+    api_env = {**os.environ, "PORT": str(args.api_port)}
+    api = subprocess.Popen([sys.executable, "-m", "yolo_service", "serve"], env=api_env)
     ui_env = {**os.environ, "BACKEND_URL": f"http://localhost:{args.api_port}"}
-    ui_env.pop("PORT", None)
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(FRONTEND), "--server.port", str(args.ui_port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        env=ui_env,
-    )
+    ui = subprocess.Popen(_streamlit_argv(script, args.ui_port), env=ui_env)
     print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
     try:
         while api.poll() is None and ui.poll() is None:
@@ -134,6 +154,20 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when ``url`` answers 200 (the containers' HEALTHCHECK; slim images have no curl)."""
+    import httpx
+
+    url = args.url or f"http://127.0.0.1:{get_settings().port}{args.path}"
+    try:
+        status = httpx.get(url, timeout=args.timeout).status_code
+    except httpx.HTTPError as exc:
+        print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{url}: {status}")
+    return 0 if status == 200 else 1
+
+
 def _models(args: argparse.Namespace) -> int:
     from .models import ModelCatalog
 
@@ -180,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-port", type=int, default=8501)
     p.set_defaults(func=_up)
 
+    p = sub.add_parser("ui", help="run the Streamlit UI on $PORT or 8501")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_ui)
+
+    p = sub.add_parser("healthcheck", help="exit 0 if the local server answers 200 (for container HEALTHCHECKs)")
+    p.add_argument("--path", default="/health", help="path on 127.0.0.1:$PORT (default /health)")
+    p.add_argument("--url", default=None, help="a full URL instead")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.set_defaults(func=_healthcheck)
+
     p = sub.add_parser("predict", help="detect objects in an image file, in this process")
     p.add_argument("image")
     p.add_argument("--model", default=None, help="a name from `yolo-service models` (default: the default model)")
@@ -215,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=get_settings().log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except YoloServiceError as exc:

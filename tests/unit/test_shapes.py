@@ -8,7 +8,10 @@ from yolo_service import SHAPE_CLASSES, Shape, draw_scene, random_scene, sample_
 def test_sample_scene_is_the_documented_reference():
     image, shapes = sample_scene()
     assert image.size == (640, 480)
-    assert [(s.class_name, s.box) for s in shapes] == [("square", (100, 100, 300, 300)), ("circle", (380, 180, 560, 360))]
+    assert [(s.class_name, s.box) for s in shapes] == [
+        ("square", (100, 100, 300, 300)),
+        ("circle", (380, 180, 560, 360)),
+    ]
 
 
 def test_shapes_fill_exactly_their_boxes():

@@ -1,0 +1,50 @@
+# The two commands of the README:
+#   make run    set up the virtualenv and run the API + the UI (offline: the bundled shapes model)
+#   make test   set up the virtualenv and run every test (unit, API, e2e, browser, notebooks, lint)
+# Codespaces / internet: `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the
+# small CPU-only torch instead of the multi-GB default build.
+
+VENV ?= .venv
+PYTHON ?= python3
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run api ui test lint system-deps bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --constraint constraints.txt $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch torchvision
+	$(PIP) install --quiet --constraint constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## the API on :8000 and the UI on :8501 (Ctrl-C stops both)
+	$(VENV)/bin/yolo-service up
+
+api: install
+	$(VENV)/bin/yolo-service serve
+
+ui: install
+	$(VENV)/bin/yolo-service ui
+
+# Debian packages the tests drive: Chromium (the browser test) and docker-compose (compose file check).
+system-deps:
+	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium docker-compose; }
+
+lint: install
+	$(VENV)/bin/ruff check yolo_service frontend tests benchmarks
+
+test: install system-deps lint
+	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+bench: install  ## speed figures (not a test): in-process vs HTTP, requests/s
+	YOLO_SERVICE_OFFLINE=1 $(PY) benchmarks/bench_predict.py
+
+clean:
+	rm -rf $(VENV) build test-artifacts .pytest_cache

@@ -1,0 +1,199 @@
+"""The Streamlit companion app: upload an image, send it to the backend, see the boxes.
+
+A thin script over :mod:`yolo_service.client` (HTTP) and :mod:`yolo_service.drawing`:
+it never loads a model and never imports torch, so its container stays small.
+Run it with ``yolo-service ui`` (or ``streamlit run frontend/app.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from yolo_service.client import Client
+from yolo_service.config import get_settings
+from yolo_service.drawing import draw_detections
+from yolo_service.errors import BackendUnreachable, YoloServiceError
+from yolo_service.images import encode_image, load_image
+from yolo_service.schema import Detection, ImageInfo, PredictResponse
+from yolo_service.shapes import sample_scenes
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
+SERVER_DEFAULT = "(server default)"
+COMPOSE_HINT = (
+    "Check the URL and that the backend is running. Inside docker compose the backend is "
+    "`http://backend:8000`, not `localhost`; on Cloud Run use the service's `https://…run.app` URL."
+)
+
+
+def default_backend_url() -> str:
+    """``$BACKEND_URL`` (set by compose and the container), else the local default."""
+    return os.environ.get("BACKEND_URL", "http://localhost:8000")
+
+
+@st.cache_resource
+def get_client(url: str) -> Client:
+    """One HTTP client (connection pool) per backend URL, shared by all sessions."""
+    return Client(url, timeout=120)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def list_models(url: str) -> list[str]:
+    """The backend's model names (cached for 30 s)."""
+    return get_client(url).models()
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def model_classes(url: str, model: str) -> list[str]:
+    """The class names of one model (empty when the backend does not know them yet)."""
+    return get_client(url).model_info(model).classes or []
+
+
+@st.cache_data(show_spinner=False)
+def sample_images() -> dict[str, bytes]:
+    """The generated sample scenes, as PNG bytes."""
+    return {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
+
+
+def fake_prediction(name: str | None, width: int, height: int) -> PredictResponse:
+    """Test mode: the known shapes of a sample, or one box in the middle of an upload."""
+    scenes = sample_scenes()
+    if name in scenes:
+        shapes = scenes[name][1]
+        detections = [Detection(x_min=s.x_min, y_min=s.y_min, x_max=s.x_max, y_max=s.y_max,
+                                class_name=s.class_name, class_id=s.class_id, confidence=1.0) for s in shapes]
+    else:
+        detections = [Detection(x_min=width // 4, y_min=height // 4, x_max=3 * width // 4, y_max=3 * height // 4,
+                                class_name="fake object", class_id=0, confidence=0.5)]
+    return PredictResponse(model="test-mode", detections=detections, time=0.0,
+                           image=ImageInfo(width=width, height=height))
+
+
+def sidebar() -> tuple[str, bool]:
+    """Backend URL, test mode and the "Is alive" check."""
+    with st.sidebar:
+        st.header("Backend")
+        url = st.text_input("Backend URL", value=default_backend_url(), key="backend_url").strip()
+        test_mode = st.toggle("Test mode (no backend: fake detections)", key="test_mode")
+        if st.button("Is alive", key="is_alive"):
+            try:
+                client = get_client(url)
+                client.health()
+                version, models = client.version(), client.models()
+                ready = client.ready()
+                st.success(f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"))
+                st.caption("Models: " + ", ".join(models))
+            except BackendUnreachable as exc:
+                st.error(f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}")
+            except YoloServiceError as exc:
+                st.error(f"The backend answered with an error: {exc}")
+    return url, test_mode
+
+
+def choose_model(url: str, test_mode: bool) -> tuple[str | None, float, list[str]]:
+    """Model, confidence threshold and class filter, filled from the backend."""
+    models: list[str] = []
+    if not test_mode:
+        try:
+            models = list_models(url)
+        except YoloServiceError as exc:
+            st.warning(f"Cannot list the backend's models: {exc}")
+    left, middle, right = st.columns(3)
+    model = left.selectbox("Model", [SERVER_DEFAULT, *models], key="model")
+    confidence = middle.slider("Confidence threshold", 0.0, 1.0, get_settings().confidence, 0.05, key="confidence")
+    classes: list[str] = []
+    if model != SERVER_DEFAULT:
+        try:
+            classes = model_classes(url, model)
+        except YoloServiceError:
+            classes = []
+    chosen = right.multiselect("Only these classes (optional)", classes, key="classes")
+    return (None if model == SERVER_DEFAULT else model), confidence, chosen
+
+
+def choose_image() -> tuple[str | None, bytes | None]:
+    """An uploaded file or a generated sample: (name, file bytes)."""
+    source = st.radio("Image", ["Upload a file", "Try a sample"], horizontal=True, key="source")
+    if source == "Upload a file":
+        limit = get_settings().max_image_bytes
+        upload = st.file_uploader(f"Image ({', '.join(UPLOAD_TYPES)}; at most {limit // 2**20} MB)",
+                                  type=UPLOAD_TYPES, key="upload")
+        if upload is None:
+            return None, None
+        data = upload.getvalue()
+        if len(data) > limit:
+            st.error(f"{upload.name} is {len(data):,} bytes; the backend accepts at most {limit:,} bytes.")
+            return None, None
+        return upload.name, data
+    samples = sample_images()
+    name = st.selectbox("Sample image", list(samples), key="sample")
+    return name, samples[name]
+
+
+def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None, confidence: float,
+            classes: list[str]) -> None:
+    """Run the prediction and keep the result in the session."""
+    try:
+        image = load_image(data)
+    except YoloServiceError as exc:
+        st.error(f"This file cannot be used: {exc}")
+        return
+    started = time.perf_counter()
+    try:
+        if test_mode:
+            result = fake_prediction(name, image.width, image.height)
+        else:
+            with st.spinner("Detecting…"):
+                result = get_client(url).predict(data, model, confidence=confidence, classes=classes or None,
+                                                 multipart=True)
+    except BackendUnreachable as exc:
+        st.error(f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}")
+        return
+    except YoloServiceError as exc:
+        st.error(f"The backend refused the request: {exc}")
+        return
+    st.session_state["result"] = {
+        "name": name, "response": result, "round_trip": time.perf_counter() - started,
+        "annotated": encode_image(draw_detections(image, result.detections)), "test_mode": test_mode,
+    }
+
+
+def show_result() -> None:
+    """The annotated image, the detections table, the timings and a download button."""
+    saved = st.session_state.get("result")
+    if not saved:
+        return
+    result: PredictResponse = saved["response"]
+    if saved["test_mode"]:
+        st.info("TEST MODE: these detections are fake; no backend was called.")
+    server, round_trip, count = st.columns(3)
+    server.metric("Server processing time", f"{result.time * 1000:.0f} ms")
+    round_trip.metric("Round-trip time", f"{saved['round_trip'] * 1000:.0f} ms")
+    count.metric("Detections", len(result.detections))
+    st.image(saved["annotated"], caption=f"{saved['name']} — model {result.model}")
+    st.dataframe(
+        [{"class_name": d.class_name, "confidence": round(d.confidence, 3), "x_min": d.x_min, "y_min": d.y_min,
+          "x_max": d.x_max, "y_max": d.y_max} for d in result.detections],
+        hide_index=True, key="detections",
+    )
+    st.download_button("Download annotated image", saved["annotated"],
+                       file_name=f"annotated-{saved['name'].rsplit('.', 1)[0]}.png", mime="image/png")
+
+
+def main() -> None:
+    """The page."""
+    st.set_page_config(page_title="yolo-service", page_icon="🔎", layout="wide")
+    st.title("YOLO object detection")
+    st.caption("Upload an image, the backend API detects objects, this page draws the boxes.")
+    url, test_mode = sidebar()
+    model, confidence, classes = choose_model(url, test_mode)
+    name, data = choose_image()
+    if st.button("Predict", type="primary", disabled=data is None, key="predict"):
+        predict(url, test_mode, name or "image", data, model, confidence, classes)
+    show_result()
+
+
+if __name__ == "__main__":
+    main()

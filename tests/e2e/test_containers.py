@@ -1,0 +1,108 @@
+"""Dockerfiles and the compose file, checked with real tools; the containers' exact commands run as processes.
+
+There is no Docker engine here, so images are not built: hadolint lints the Dockerfiles,
+docker-compose validates the compose file, and each Dockerfile's CMD runs as a local process
+with the environment the image sets.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from importlib.metadata import requires
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.helpers import ROOT, Server, assert_finds, executable, free_port
+from yolo_service import encode_base64, sample_scene
+from yolo_service.deploy import dockerfile_cmd
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+DOCKERFILES = {"backend": ROOT / "backend" / "Dockerfile", "frontend": ROOT / "frontend" / "Dockerfile"}
+
+
+@pytest.mark.parametrize("service", DOCKERFILES)
+def test_hadolint_is_clean_with_no_ignores(service):
+    text = DOCKERFILES[service].read_text()
+    assert "hadolint ignore" not in text
+    result = subprocess.run([executable("hadolint"), str(DOCKERFILES[service])], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("service", DOCKERFILES)
+def test_dockerfile_essentials(service):
+    text = DOCKERFILES[service].read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
+    assert re.search(r"^USER 10001$", text, re.M)  # non-root
+    assert re.search(r"^HEALTHCHECK ", text, re.M)
+    assert "--constraint constraints.txt" in text  # the tested versions
+    assert dockerfile_cmd(DOCKERFILES[service])[0] == "yolo-service"
+
+
+def test_backend_image_uses_cpu_torch_and_bakes_the_weights():
+    text = DOCKERFILES["backend"].read_text()
+    assert "--index-url https://download.pytorch.org/whl/cpu" in text
+    assert "yolo-service download ${PREFETCH_MODELS}" in text and "ARG PREFETCH_MODELS=yolo26n" in text
+    assert "opencv-python-headless" in text
+
+
+def test_frontend_installs_no_torch():
+    assert re.search(r'pip install --constraint constraints.txt "\.\[ui\]"', DOCKERFILES["frontend"].read_text())
+    needed = [r for r in requires("yolo-service") if "extra ==" not in r or 'extra == "ui"' in r]
+    assert needed and not [r for r in needed if re.match(r"(torch|torchvision|ultralytics|opencv)", r)], needed
+
+
+def test_dockerignore_keeps_the_context_small():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests", "notebooks"} <= set(ignored)
+
+
+def test_compose_file_is_valid_and_wires_the_services():
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose (Debian package) is missing: `make test` installs it"
+    result = subprocess.run([compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)["services"]
+    assert config["frontend"]["environment"]["BACKEND_URL"] == "http://backend:8000"
+    assert config["frontend"]["depends_on"]["backend"]["condition"] == "service_healthy"
+    assert config["backend"]["healthcheck"]["test"] == ["CMD", "yolo-service", "healthcheck", "--path", "/ready"]
+    assert config["backend"]["build"]["dockerfile"] == "backend/Dockerfile"
+
+
+def test_backend_cmd_serves_ready_and_predict_on_PORT():
+    port = free_port()
+    argv = dockerfile_cmd(DOCKERFILES["backend"])
+    with Server(argv, port, env={"PORT": str(port)}, ready_path="/ready") as server:
+        image, shapes = sample_scene()
+        response = httpx.post(server.url + "/predict", json={"model": "shapes", "image": encode_base64(image)},
+                              timeout=60)
+        assert response.status_code == 200
+        from yolo_service import PredictResponse
+
+        assert_finds(shapes, PredictResponse.model_validate(response.json()).detections)
+        health = subprocess.run([executable("yolo-service"), "healthcheck", "--path", "/ready"],
+                                env={**server.env}, capture_output=True, text=True)
+        assert health.returncode == 0 and health.stdout.strip().endswith(": 200")
+
+
+def test_frontend_cmd_serves_streamlit_on_PORT():
+    port = free_port()
+    argv = dockerfile_cmd(DOCKERFILES["frontend"])
+    with Server(argv, port, env={"PORT": str(port), "BACKEND_URL": "http://backend:8000"},
+                ready_path="/_stcore/health") as server:
+        assert httpx.get(server.url + "/_stcore/health").text == "ok"
+        # `yolo-service ui` exec'd Streamlit in its own process, with the backend's upload limit (20 MiB).
+        cmdline = (Path("/proc") / str(server.proc.pid) / "cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:4] == [b"-m", b"streamlit", b"run"]
+        assert cmdline[cmdline.index(b"--server.maxUploadSize") + 1] == b"20"
+        assert cmdline[cmdline.index(b"--server.port") + 1] == str(port).encode()
+
+
+def test_healthcheck_fails_when_nothing_listens():
+    result = subprocess.run([executable("yolo-service"), "healthcheck", "--url", f"http://127.0.0.1:{free_port()}/"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "unhealthy" in result.stderr
