@@ -71,6 +71,19 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
                            image=ImageInfo(width=width, height=height))
 
 
+def check_backend(url: str) -> tuple[bool, str, list[str]]:
+    """The "Is alive" check: (alive, message for people, model names)."""
+    try:
+        client = get_client(url)
+        client.health()
+        version, models, ready = client.version(), client.models(), client.ready()
+    except BackendUnreachable as exc:
+        return False, f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}", []
+    except YoloServiceError as exc:
+        return False, f"The backend answered with an error: {exc}", []
+    return True, f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"), models
+
+
 def sidebar() -> tuple[str, bool]:
     """Backend URL, test mode and the "Is alive" check."""
     with st.sidebar:
@@ -78,17 +91,13 @@ def sidebar() -> tuple[str, bool]:
         url = st.text_input("Backend URL", value=default_backend_url(), key="backend_url").strip()
         test_mode = st.toggle("Test mode (no backend: fake detections)", key="test_mode")
         if st.button("Is alive", key="is_alive"):
-            try:
-                client = get_client(url)
-                client.health()
-                version, models = client.version(), client.models()
-                ready = client.ready()
-                st.success(f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"))
+            st.session_state["alive"] = (url, *check_backend(url))
+        checked = st.session_state.get("alive")
+        if checked and checked[0] == url:  # kept across reruns, forgotten when the URL changes
+            _, ok, message, models = checked
+            (st.success if ok else st.error)(message)
+            if models:
                 st.caption("Models: " + ", ".join(models))
-            except BackendUnreachable as exc:
-                st.error(f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}")
-            except YoloServiceError as exc:
-                st.error(f"The backend answered with an error: {exc}")
     return url, test_mode
 
 

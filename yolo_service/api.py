@@ -94,7 +94,7 @@ class Service:
 
     def predict(self, data: bytes, request: PredictRequest) -> PredictResponse:
         """Decode, check readiness, predict, optionally annotate: the blocking part of a request."""
-        image = load_image(data)
+        image = load_image(data, settings=self.settings)
         if not request.model and not self.ready.is_set():
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds",
                            retry_after=self.settings.retry_after)

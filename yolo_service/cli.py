@@ -36,7 +36,7 @@ def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[s
     upload_mb = -(-get_settings().max_image_bytes // 2**20)  # ceil: Streamlit takes whole MB
     return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
             "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", str(upload_mb)]
+            "--server.maxUploadSize", str(upload_mb), "--client.toolbarMode", "viewer"]
 
 
 def _serve(args: argparse.Namespace) -> int:

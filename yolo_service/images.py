@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import get_settings
+from .config import Settings, get_settings
 from .errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
 __all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "read_image_bytes"]
@@ -60,19 +60,20 @@ def load_image(
     max_bytes: int | None = None,
     max_pixels: int | None = None,
     formats: frozenset[str] | set[str] | None = None,
+    settings: Settings | None = None,
 ) -> Image.Image:
     """Validate and decode an image into an upright RGB image.
 
     EXIF orientation is applied (boxes are in the orientation people see), multi-frame
-    files give their first frame, transparency is flattened onto white. Limits default
-    to :class:`~yolo_service.config.Settings`.
+    files give their first frame, transparency is flattened onto white. Limits not
+    given come from ``settings`` (default: :func:`~yolo_service.config.get_settings`).
 
     Raises:
         InvalidImage: empty, not an image, or truncated.
         UnsupportedImageFormat: a format outside ``formats``.
         ImageTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels.
     """
-    settings = get_settings()
+    settings = settings or get_settings()
     max_bytes = settings.max_image_bytes if max_bytes is None else max_bytes
     max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
     formats = settings.allowed_formats if formats is None else frozenset(f.upper() for f in formats)

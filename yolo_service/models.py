@@ -312,7 +312,7 @@ class ModelRegistry:
         """Decode ``image`` (if needed) and run ``model`` on it; see :func:`predict`."""
         from .images import load_image
 
-        picture = load_image(image)
+        picture = load_image(image, settings=self.settings)
         detector = self.get(model)
         s = self.settings
         detections, elapsed = detector.predict(

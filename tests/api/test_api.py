@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.helpers import assert_finds
 from tests.unit.test_images import png_declaring
-from yolo_service import Settings, encode_base64, encode_image, load_image, sample_scene
+from yolo_service import Settings, color_for, encode_base64, encode_image, load_image, sample_scene
 from yolo_service.api import TITLE, create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -74,7 +74,10 @@ def test_predict_with_default_model_options_and_annotation(client, scene):
     assert [d["class_name"] for d in body["detections"]] == ["square"]
     annotated = load_image(base64.b64decode(body["annotated_image"]))
     assert annotated.size == (640, 480)
-    assert annotated.getpixel((100, 200)) != (220, 30, 30)  # the square's left edge now carries the box line
+    square = body["detections"][0]
+    assert abs(square["x_min"] - 100) <= 5
+    # The box line is drawn on the detection's own left edge, in the class colour.
+    assert annotated.getpixel((square["x_min"], 200)) == color_for("square")
 
 
 def test_predict_file(client, scene):

@@ -6,7 +6,6 @@ never downloads a browser here.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 
@@ -49,13 +48,16 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
             expect(page.get_by_text("three-shapes.png")).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Predict").click()
             expect(page.get_by_text("Server processing time")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Backend is alive: yolo-service")).to_be_visible()  # kept across reruns
 
             grid = page.locator("[data-testid='stDataFrame']")
             expect(grid).to_be_visible()
             # Glide data grid draws on a canvas; its accessible table mirror holds the cell texts.
-            cells = grid.locator("table").first.inner_text(timeout=30_000)
-            for shape in shapes:
-                assert re.search(rf"\b{shape.class_name}\b", cells), cells
+            rows = [row.locator("td").all_inner_texts() for row in grid.locator("table tbody tr").all()]
+            found = {cells[0]: [int(v) for v in cells[2:6]] for cells in rows}
+            assert set(found) == {s.class_name for s in shapes}, rows
+            for shape in shapes:  # columns: class_name, confidence, x_min, y_min, x_max, y_max
+                assert all(abs(a - b) <= 15 for a, b in zip(found[shape.class_name], shape.box, strict=True)), rows
             page.wait_for_timeout(500)
             page.screenshot(path=str(artifacts / "frontend.png"), full_page=True)
         except Exception:

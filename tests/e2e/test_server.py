@@ -174,4 +174,6 @@ def test_sigterm_finishes_in_flight_requests_and_exits_within_10s():
         for thread in threads:
             thread.join(30)
         assert results == [200, 200, 200, 200]
-        assert elapsed < 10 and srv.proc.returncode == 0, (elapsed, srv.proc.returncode, srv.log())
+        # uvicorn drains, then re-raises SIGTERM on itself: -15 after a clean shutdown is its normal exit.
+        assert elapsed < 10 and srv.proc.returncode in (0, -signal.SIGTERM), (elapsed, srv.proc.returncode)
+        assert "Application shutdown complete." in srv.log()
