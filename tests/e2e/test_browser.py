@@ -52,7 +52,8 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
 
             grid = page.locator("[data-testid='stDataFrame']")
             expect(grid).to_be_visible()
-            # Glide data grid draws on a canvas; its accessible table mirror holds the cell texts.
+            # Glide data grid draws on a canvas; its accessible table mirror holds the cell texts (filled lazily).
+            expect(grid.locator("table tbody tr")).to_have_count(len(shapes), timeout=30_000)
             rows = [row.locator("td").all_inner_texts() for row in grid.locator("table tbody tr").all()]
             found = {cells[0]: [int(v) for v in cells[2:6]] for cells in rows}
             assert set(found) == {s.class_name for s in shapes}, rows
