@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(default_factory=_default_weights_dir)
     default_model: str | None = Field(None, description="None: yolo26n if it can be loaded, else shapes")
     offline: bool = Field(False, description="never try to download weights")
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="torch threads in all")
+    # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
+    # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
+    replicas: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1, le=16)
     confidence: float = Field(0.25, ge=0.0, le=1.0)
     iou: float = Field(0.7, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=1000)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -170,12 +171,14 @@ def _coco_classes() -> list[str] | None:
 class Detector:
     """One loaded model. ``predict`` is safe to call from many threads at once.
 
-    Ultralytics' predictor keeps per-call state on the model object, so calls are
-    serialised with a lock; each call uses all the process's CPU threads, which keeps
-    the CPU busy and makes every result identical to a serial call.
+    Ultralytics' predictor keeps per-call state on the model object, so one model
+    object serves one call at a time. The detector holds ``replicas`` copies, each
+    used by one call at a time (a queue hands them out): concurrent requests run in
+    parallel on ``threads // replicas`` torch threads each. All copies hold the same
+    weights and thread count, so every result is identical to a serial call.
     """
 
-    def __init__(self, spec: ModelSpec, threads: int) -> None:
+    def __init__(self, spec: ModelSpec, threads: int, replicas: int = 1) -> None:
         try:
             from ultralytics import YOLO
         except ImportError as exc:
@@ -185,18 +188,22 @@ class Detector:
             ) from exc
 
         self.spec = spec
-        self.threads = threads
-        self._lock = threading.Lock()
+        self.replicas = max(1, replicas)
+        self.threads = max(1, threads // self.replicas)
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
         try:
-            self._model = YOLO(str(spec.path), task="detect")
+            models = [YOLO(str(spec.path), task="detect") for _ in range(self.replicas)]
         except Exception as exc:  # a corrupt or foreign .pt file: tell the user which one
             raise ModelUnavailable(f"model {spec.name!r} could not be loaded from {spec.path.name}: {exc}") from exc
-        self.names: dict[int, str] = dict(self._model.names)
-        # Warm up: Ultralytics builds its predictor on the first call (and pins torch to
-        # one thread there); doing it now keeps the first real request fast and parallel.
+        self.names: dict[int, str] = dict(models[0].names)
+        # Warm up each copy: Ultralytics builds its predictor on the first call (and pins
+        # torch threads there); doing it now keeps the first real requests fast.
         from PIL import Image
 
-        self.predict(Image.new("RGB", (spec.imgsz, spec.imgsz), (114, 114, 114)))
+        blank = Image.new("RGB", (spec.imgsz, spec.imgsz), (114, 114, 114))
+        for model in models:
+            self._pool.put(model)
+            self.predict(blank)
 
     @property
     def classes(self) -> list[str]:
@@ -229,15 +236,18 @@ class Detector:
         import torch
 
         ids = self.class_ids(classes)
-        with self._lock:
+        model = self._pool.get()  # blocks while every copy is busy
+        try:
             started = time.perf_counter()
-            # Ultralytics' select_device pins torch to cores-1 threads; give inference all of them.
+            # Ultralytics' select_device pins torch to cores-1 threads; use this detector's share.
             torch.set_num_threads(self.threads)
-            result = self._model.predict(
+            result = model.predict(
                 image, imgsz=self.spec.imgsz, conf=confidence, iou=iou, classes=ids,
                 max_det=max_detections, device="cpu", verbose=False,
             )[0]
             elapsed = time.perf_counter() - started
+        finally:
+            self._pool.put(model)
         boxes = result.boxes
         detections = [
             Detection(
@@ -277,7 +287,7 @@ class ModelRegistry:
             if spec.name not in self._detectors:
                 self.catalog.download(spec.name)
                 started = time.perf_counter()
-                self._detectors[spec.name] = Detector(spec, self.settings.threads)
+                self._detectors[spec.name] = Detector(spec, self.settings.threads, self.settings.replicas)
                 logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
         return self._detectors[spec.name]
 
