@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -214,7 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/models/{name}", summary="One model: classes, source, loaded, available offline",
              responses={404: _ERRORS[404]})
-    def model_info(name: str, svc: ServiceDep) -> ModelInfo:
+    def model_info(name: Annotated[str, PathParam(examples=["shapes"])], svc: ServiceDep) -> ModelInfo:
         registry = svc.registry
         default = svc.ready.is_set() and registry.default_model() == registry.catalog.spec(name).name
         info = registry.catalog.info(name, loaded=registry.loaded(name), default=default)
@@ -241,7 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def predict_file(
         svc: ServiceDep,
         image: Annotated[UploadFile, File(description="the image file")],
-        model: Annotated[str | None, Form()] = None,
+        model: Annotated[str | None, Form(examples=["shapes"])] = None,
         confidence: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
         iou: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
         classes: Annotated[str | None, Form(description="comma-separated class names")] = None,

@@ -11,11 +11,13 @@ cheap, and the rest of the package (UI, client) works without them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -131,6 +133,7 @@ class ModelCatalog:
         if self.settings.offline:
             raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
         self.weights_dir.mkdir(parents=True, exist_ok=True)
+        _import_ultralytics()
         from ultralytics.utils.downloads import attempt_download_asset  # shows a progress bar
 
         try:
@@ -161,6 +164,7 @@ def _bundled_imgsz() -> int:
 @functools.cache
 def _coco_classes() -> list[str] | None:
     try:
+        _import_ultralytics()
         from ultralytics.utils import ROOT, YAML
     except ImportError:
         return None
@@ -180,6 +184,7 @@ class Detector:
 
     def __init__(self, spec: ModelSpec, threads: int, replicas: int = 1) -> None:
         try:
+            _import_ultralytics()
             from ultralytics import YOLO
         except ImportError as exc:
             raise ModelUnavailable(
@@ -366,6 +371,17 @@ def download(*names: str, settings: Settings | None = None) -> list[Path]:
     """Fetch the weights of ``names`` into the weights directory (with a progress bar)."""
     catalog = ModelCatalog(settings)
     return [catalog.download(name) for name in names]
+
+
+def _import_ultralytics() -> None:
+    """Import Ultralytics with its console handler bound to stderr.
+
+    Its logger writes to the ``sys.stdout`` of import time (e.g. "Creating new
+    Ultralytics Settings"); stdout belongs to the app (``yolo-service predict --json``).
+    """
+    if "ultralytics" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import ultralytics  # noqa: F401
 
 
 def _configure_ultralytics(settings: Settings) -> None:

@@ -149,4 +149,7 @@ def test_docs_have_an_example_for_each_route(client):
     result = client.post("/predict", json=example)
     assert result.status_code == 200 and {d["class_name"] for d in result.json()["detections"]} == {"square", "circle"}
     assert {"/", "/health", "/ready", "/models", "/models/{name}", "/predict", "/predict/file"} <= set(spec["paths"])
+    model_param = spec["paths"]["/models/{name}"]["get"]["parameters"][0]
+    assert model_param["schema"]["examples"] == ["shapes"]
+    assert client.get("/models/shapes").status_code == 200
     assert client.get("/docs").status_code == 200

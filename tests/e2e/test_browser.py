@@ -24,7 +24,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 def frontend(backend):
     port = free_port()
     argv = [sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.port", str(port),
-            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer"]
     with Server(argv, port, env={"BACKEND_URL": backend.url}, ready_path="/_stcore/health") as server:
         yield server
 

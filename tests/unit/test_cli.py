@@ -1,0 +1,69 @@
+"""The command line, run as the user runs it (a subprocess), offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from PIL import Image
+
+from tests.helpers import executable
+from yolo_service import encode_image, sample_scene
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([executable("yolo-service"), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def scene_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "scene.png"
+    path.write_bytes(encode_image(sample_scene()[0]))
+    return path
+
+
+def test_predict_prints_a_table_and_writes_the_annotated_image(scene_file, tmp_path):
+    out = tmp_path / "annotated.png"
+    result = cli("predict", str(scene_file), "--model", "shapes", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("model shapes: 2 detections in ") and lines[0].endswith("(640x480)")
+    assert lines[1].split() == ["class", "confidence", "x_min", "y_min", "x_max", "y_max"]
+    rows = {line.split()[0]: [int(v) for v in line.split()[2:]] for line in lines[2:4]}
+    assert set(rows) == {"square", "circle"}
+    assert all(abs(a - b) <= 10 for a, b in zip(rows["square"], (100, 100, 300, 300), strict=True))
+    assert Image.open(out).size == (640, 480)
+
+
+def test_predict_json_is_the_api_response(scene_file):
+    result = cli("predict", str(scene_file), "--model", "shapes", "--json", "--classes", "circle")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["model"] == "shapes" and [d["class_name"] for d in body["detections"]] == ["circle"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("predict", "missing.png"), 2, "error: No such file or directory: missing.png"),
+        (("predict", "{scene}", "--model", "../etc/passwd"), 1, "error: invalid model name '../etc/passwd'"),
+        (("download", "yolo26n"), 1, "error: model 'yolo26n' is not available offline: run `yolo-service download"),
+        (("download", "nope"), 1, "error: unknown model 'nope'; choose one of:"),
+    ],
+)
+def test_errors_are_one_clear_line(scene_file, args, code, message):
+    result = cli(*(a.format(scene=scene_file) for a in args))
+    assert result.returncode == code
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_the_catalog():
+    result = cli("models")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()[:-1]]
+    assert names == ["yolo26n", "yolo26s", "yolo11n", "yolo11s", "yolo11m", "shapes"]
+    assert "shapes      bundled  on disk" in result.stdout
