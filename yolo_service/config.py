@@ -7,6 +7,7 @@ globals.
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,9 +16,32 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "available_cpus", "get_settings"]
 
 MiB = 1024 * 1024
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota.
+
+    ``os.cpu_count()`` counts the host's CPUs; in a container (Cloud Run ``--cpu=2`` on a
+    large host, ``docker run --cpus``) that oversubscribes threads.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:
+        if (cgroup_root / "cpu.max").is_file():  # cgroup v2: "max 100000" or "200000 100000"
+            limit, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+            quota = None if limit == "max" else int(limit) / int(period)
+        elif (cgroup_root / "cpu" / "cpu.cfs_quota_us").is_file():  # cgroup v1
+            limit = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+            quota = None if limit <= 0 else limit / period
+    except (OSError, ValueError):
+        quota = None
+    if quota is not None:
+        count = min(count, max(1, math.ceil(quota)))
+    return max(1, count)
 
 
 def _default_weights_dir() -> Path:
@@ -43,10 +67,10 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(default_factory=_default_weights_dir)
     default_model: str | None = Field(None, description="None: yolo26n if it can be loaded, else shapes")
     offline: bool = Field(False, description="never try to download weights")
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="torch threads in all")
+    threads: int = Field(default_factory=available_cpus, ge=1, description="torch threads in all")
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
-    replicas: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 4), ge=1, le=16)
+    replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
     confidence: float = Field(0.25, ge=0.0, le=1.0)
     iou: float = Field(0.7, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=1000)

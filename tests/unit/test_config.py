@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from yolo_service import Settings
+from yolo_service.config import available_cpus
 
 
 def test_port_comes_from_PORT(monkeypatch):
@@ -34,3 +35,24 @@ def test_nonsense_is_refused(monkeypatch, name, value):
 def test_body_limit_leaves_room_for_base64():
     settings = Settings(max_image_bytes=3_000_000)
     assert settings.max_body_bytes >= 4_000_000
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu.max": "100000 100000\n"}, 1),
+        ({"cpu.max": "150000 100000\n"}, 2),
+        ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+        ({}, None),
+    ],
+)
+def test_available_cpus_honours_cgroup_quotas(tmp_path, files, expected):
+    import os
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path) == (min(affinity, expected) if expected else affinity)
