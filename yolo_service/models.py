@@ -152,7 +152,9 @@ class ModelCatalog:
                          classes=classes, loaded=loaded, available_offline=spec.path.is_file(), default=default)
 
 
+@functools.cache
 def _bundled_imgsz() -> int:
+    """The input size the bundled model was trained at (read once, not per request)."""
     import json
 
     record = BUNDLED_DIR / "shapes.json"

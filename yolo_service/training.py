@@ -20,14 +20,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .models import BUNDLED_DIR
 from .shapes import SHAPE_CLASSES, random_scene
 
 __all__ = ["TrainingConfig", "evaluate_shapes", "train_shapes", "write_dataset"]
 
 logger = logging.getLogger(__name__)
 
-#: Where the bundled weights and their record live (package data).
-BUNDLED_DIR = Path(__file__).parent / "weights"
 
 # A mix of aspect ratios, so letterboxing is part of what the model learns.
 _SIZES = ((640, 480), (480, 640), (512, 512), (800, 600), (320, 240), (960, 540))
