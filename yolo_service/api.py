@@ -99,7 +99,7 @@ class Service:
         if not request.model and not self.ready.is_set():
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds",
                            retry_after=self.settings.retry_after)
-        response = self.registry.predict(
+        response = self.registry.predict_image(
             image, request.model, confidence=request.confidence, iou=request.iou,
             classes=request.classes, max_detections=request.max_detections,
         )

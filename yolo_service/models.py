@@ -320,16 +320,24 @@ class ModelRegistry:
         self,
         image: Image.Image | bytes | str | Path,
         model: str | None = None,
+        **options: Any,
+    ) -> PredictResponse:
+        """Decode and validate ``image``, then run ``model`` on it; see :func:`predict`."""
+        from .images import load_image
+
+        return self.predict_image(load_image(image, settings=self.settings), model, **options)
+
+    def predict_image(
+        self,
+        picture: Image.Image,
+        model: str | None = None,
         *,
         confidence: float | None = None,
         iou: float | None = None,
         classes: list[str] | None = None,
         max_detections: int | None = None,
     ) -> PredictResponse:
-        """Decode ``image`` (if needed) and run ``model`` on it; see :func:`predict`."""
-        from .images import load_image
-
-        picture = load_image(image, settings=self.settings)
+        """Run ``model`` on an already decoded, upright RGB image (see :func:`~yolo_service.images.load_image`)."""
         detector = self.get(model)
         s = self.settings
         detections, elapsed = detector.predict(
