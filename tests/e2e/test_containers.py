@@ -46,6 +46,8 @@ def test_dockerfile_essentials(service):
 def test_backend_image_uses_cpu_torch_and_bakes_the_weights():
     text = DOCKERFILES["backend"].read_text()
     assert "--index-url https://download.pytorch.org/whl/cpu" in text
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
+    assert f"torch=={pins['torch']} torchvision=={pins['torchvision']}" in text  # the tested versions
     assert "yolo-service download ${PREFETCH_MODELS}" in text and "ARG PREFETCH_MODELS=yolo26n" in text
     assert "opencv-python-headless" in text
 
