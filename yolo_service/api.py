@@ -250,7 +250,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         annotate: Annotated[bool, Form()] = False,
     ) -> PredictResponse:
         data = await image.read()
-        request = PredictRequest(
+        # The form fields are validated above; the image travels as bytes, not as the base64 field.
+        request = PredictRequest.model_construct(
             image="", model=model or None, confidence=confidence, iou=iou, max_detections=max_detections,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None, annotate=annotate,
         )

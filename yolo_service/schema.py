@@ -70,12 +70,15 @@ def _example(schema: dict) -> None:
 class PredictRequest(BaseModel):
     """A prediction request: a base64 image and, optionally, the model and its thresholds."""
 
+    # Strict: `"annotate": 0` or `"iou": false` is a client bug to report (422), not to guess at.
     model_config = ConfigDict(
+        strict=True,
         protected_namespaces=(),
         json_schema_extra=_example,
     )
 
-    image: str = Field(description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted")
+    image: str = Field(min_length=1,
+                       description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted")
     model: str | None = Field(None, description="a name from GET /models; the default model when omitted")
     confidence: float | None = Field(None, ge=0.0, le=1.0, description="minimum confidence of a detection")
     iou: float | None = Field(None, ge=0.0, le=1.0, description="IoU threshold of non-maximum suppression")

@@ -95,7 +95,7 @@ def test_predict_file(client, scene):
     [
         ({"image": "%%%", "model": "shapes"}, 400, "InvalidImage", "not valid base64"),
         ({"image": base64.b64encode(b"hello").decode(), "model": "shapes"}, 400, "InvalidImage", "not an image"),
-        ({"image": "", "model": "shapes"}, 400, "InvalidImage", "empty"),
+        ({"image": "  \n", "model": "shapes"}, 400, "InvalidImage", "empty"),
         ({"image": "iVBORw0KGgo=", "model": "nope"}, 404, "UnknownModel", "unknown model 'nope'"),
         ({"image": "iVBORw0KGgo=", "model": "../../etc/passwd"}, 404, "UnknownModel", "not a path"),
         ({"image": base64.b64encode(png_declaring(30000, 30000)).decode()}, 413, "ImageTooLarge", "pixels"),
@@ -122,6 +122,9 @@ def test_unsupported_format_is_415(client):
 def test_schema_errors_are_422(client):
     assert client.post("/predict", json={"model": "shapes"}).status_code == 422
     assert client.post("/predict", json={"image": "x", "confidence": 2}).status_code == 422
+    assert client.post("/predict", json={"image": ""}).status_code == 422
+    assert client.post("/predict", json={"image": "x", "annotate": 0}).status_code == 422
+    assert client.post("/predict", json={"image": "x", "iou": False}).status_code == 422
     broken = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
     assert broken.status_code == 422
     image = encode_base64(sample_scene()[0])
