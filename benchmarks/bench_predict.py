@@ -1,7 +1,8 @@
 """Speed figures of the API (a benchmark, not a test): prints numbers, asserts nothing.
 
 - p50/p95 of in-process ``predict`` vs ``POST /predict`` and ``POST /predict/file`` on the same 640x480 JPEG;
-- requests/s with 1 and 4 concurrent clients against a real uvicorn process on 127.0.0.1.
+- requests/s with 1 and 4 concurrent clients against a real uvicorn process on 127.0.0.1;
+- the server's resident memory.
 
 Run:  make bench   (or  .venv/bin/python benchmarks/bench_predict.py --requests 60)
 """
@@ -14,6 +15,7 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")
 
@@ -25,6 +27,14 @@ from yolo_service.processes import LocalServer  # noqa: E402
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def timed(call, n: int) -> list[float]:
@@ -68,6 +78,7 @@ def main() -> None:
         for name, values in rows:
             print(f"{name:<40}{percentile(values, 50) * 1000:>9.1f}{percentile(values, 95) * 1000:>9.1f}")
 
+        print(f"\n{'server memory after the latency runs':<40}{rss_mib(server.proc.pid):>9.0f} MiB RSS")
         print(f"\n{'throughput':<40}{'req/s':>9}{'p50 ms':>9}")
         for clients in (1, 4):
             def one(_: int) -> float:
