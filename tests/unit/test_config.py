@@ -56,3 +56,11 @@ def test_available_cpus_honours_cgroup_quotas(tmp_path, files, expected):
         (tmp_path / name).write_text(text)
     affinity = len(os.sched_getaffinity(0))
     assert available_cpus(tmp_path) == (min(affinity, expected) if expected else affinity)
+
+
+def test_the_readme_documents_every_setting():
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`YOLO_SERVICE_{name.upper()}`" not in readme]
+    assert missing == []
