@@ -177,3 +177,48 @@ def test_sigterm_finishes_in_flight_requests_and_exits_within_10s():
         # uvicorn drains, then re-raises SIGTERM on itself: -15 after a clean shutdown is its normal exit.
         assert elapsed < 10 and srv.proc.returncode in (0, -signal.SIGTERM), (elapsed, srv.proc.returncode)
         assert "Application shutdown complete." in srv.log()
+
+
+def _payload(kind: str) -> tuple[str, dict]:
+    from tests.unit.test_images import png_declaring
+    from yolo_service import encode_image
+
+    good = png_b64(sample_scene()[0])
+    return {
+        "bad base64": ("json", {"image": "%%%", "model": "shapes"}),
+        "not an image": ("json", {"image": base64.b64encode(b"plain text").decode(), "model": "shapes"}),
+        "unknown model": ("json", {"image": good, "model": "nope"}),
+        "path as model": ("json", {"image": good, "model": "../../etc/passwd"}),
+        "bomb": ("json", {"image": base64.b64encode(png_declaring(30000, 30000)).decode()}),
+        "format": ("json", {"image": base64.b64encode(encode_image(sample_scene()[0], "TGA")).decode()}),
+        "schema": ("json", {"model": "shapes"}),
+        "unknown class": ("json", {"image": good, "model": "shapes", "classes": ["dog"]}),
+        "offline model": ("json", {"image": good, "model": "yolo26n"}),
+        "empty file": ("file", {}),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("bad base64", 400), ("not an image", 400), ("unknown model", 404), ("path as model", 404), ("bomb", 413),
+     ("format", 415), ("schema", 422), ("unknown class", 422), ("offline model", 503), ("empty file", 400)],
+)
+def test_every_error_status_from_the_real_server(backend, kind, status):
+    how, payload = _payload(kind)
+    if how == "json":
+        response = httpx.post(backend.url + "/predict", json=payload, timeout=60)
+    else:
+        response = httpx.post(backend.url + "/predict/file", files={"image": ("empty.png", b"")}, timeout=60)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert detail and ("Traceback" not in str(detail))
+    if status == 503:
+        assert response.headers["retry-after"] == "2"
+    assert httpx.get(backend.url + "/health").json() == {"status": "ok"}  # nothing broke
+
+
+def test_body_over_the_limit_gets_413_from_the_real_server(backend):
+    limit = 20 * 1024 * 1024 * 4 // 3 + 64 * 1024
+    response = httpx.post(backend.url + "/predict", content=b"{" + b" " * limit + b"}",
+                          headers={"content-type": "application/json"}, timeout=60)
+    assert response.status_code == 413 and response.json()["error"] == "ImageTooLarge"
