@@ -40,6 +40,8 @@ def test_health_root_and_port(backend):
     assert httpx.get(backend.url + "/health").json() == {"status": "ok"}
     assert httpx.get(backend.url + "/").json().startswith("yolo-service")
     assert httpx.get(backend.url + "/version").json() == "0.1.0"
+    assert "POST /predict" in httpx.get(backend.url + "/describe").json()
+    assert "swagger" in httpx.get(backend.url + "/docs").text.lower()
     assert httpx.get(backend.url + "/ready").json()["default_model"] == "shapes"
     assert "shapes" in httpx.get(backend.url + "/models").json()
     assert httpx.get(backend.url + "/models/shapes").json()["loaded"] is True
