@@ -71,6 +71,11 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
                            image=ImageInfo(width=width, height=height))
 
 
+def unreachable(url: str, exc: BackendUnreachable) -> str:
+    """The message for a backend that does not answer: what happened, then what to do."""
+    return f"Backend at {url} is not reachable ({exc.__cause__ or exc}).\n\n{COMPOSE_HINT}"
+
+
 def check_backend(url: str) -> tuple[bool, str, list[str]]:
     """The "Is alive" check: (alive, message for people, model names)."""
     try:
@@ -78,7 +83,7 @@ def check_backend(url: str) -> tuple[bool, str, list[str]]:
         client.health()
         version, models, ready = client.version(), client.models(), client.ready()
     except BackendUnreachable as exc:
-        return False, f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}", []
+        return False, unreachable(url, exc), []
     except YoloServiceError as exc:
         return False, f"The backend answered with an error: {exc}", []
     return True, f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"), models
@@ -107,6 +112,9 @@ def choose_model(url: str, test_mode: bool) -> tuple[str | None, float, list[str
     if not test_mode:
         try:
             models = list_models(url)
+        except BackendUnreachable:
+            st.warning(f"Cannot list the backend's models: {url} is not reachable. "
+                       "Click **Is alive** in the sidebar for help, or switch on test mode.")
         except YoloServiceError as exc:
             st.warning(f"Cannot list the backend's models: {exc}")
     left, middle, right = st.columns(3)
@@ -158,7 +166,7 @@ def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None
                 result = get_client(url).predict(data, model, confidence=confidence, classes=classes or None,
                                                  multipart=True)
     except BackendUnreachable as exc:
-        st.error(f"Backend at {url} is not reachable.\n\n{COMPOSE_HINT}\n\nDetails: {exc}")
+        st.error(unreachable(url, exc))
         return
     except YoloServiceError as exc:
         st.error(f"The backend refused the request: {exc}")
