@@ -224,3 +224,18 @@ def test_body_over_the_limit_gets_413_from_the_real_server(backend):
     response = httpx.post(backend.url + "/predict", content=b"{" + b" " * limit + b"}",
                           headers={"content-type": "application/json"}, timeout=60)
     assert response.status_code == 413 and response.json()["error"] == "ImageTooLarge"
+
+
+def test_chunked_body_over_the_limit_gets_413_without_content_length(backend):
+    limit = 20 * 1024 * 1024 * 4 // 3 + 64 * 1024
+    chunk = b" " * (1024 * 1024)
+
+    def body():  # a generator: httpx sends it chunked, with no Content-Length header
+        yield b"{"
+        for _ in range(limit // len(chunk) + 2):
+            yield chunk
+
+    response = httpx.post(backend.url + "/predict", content=body(), headers={"content-type": "application/json"},
+                          timeout=60)
+    assert response.status_code == 413 and "larger than the limit" in response.json()["detail"]
+    assert httpx.get(backend.url + "/health").status_code == 200
