@@ -33,7 +33,7 @@ def default_backend_url() -> str:
     return os.environ.get("BACKEND_URL", "http://localhost:8000")
 
 
-@st.cache_resource
+@st.cache_resource(max_entries=8)
 def get_client(url: str) -> Client:
     """One HTTP client (connection pool) per backend URL, shared by all sessions."""
     return Client(url, timeout=120)
