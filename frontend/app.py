@@ -18,7 +18,7 @@ from yolo_service.drawing import draw_detections
 from yolo_service.errors import BackendUnreachable, YoloServiceError
 from yolo_service.images import encode_image, load_image
 from yolo_service.schema import Detection, ImageInfo, PredictResponse
-from yolo_service.shapes import sample_scenes
+from yolo_service.shapes import Shape, sample_scenes
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"]
 SERVER_DEFAULT = "(server default)"
@@ -52,16 +52,16 @@ def model_classes(url: str, model: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def sample_images() -> dict[str, bytes]:
-    """The generated sample scenes, as PNG bytes."""
-    return {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
+def sample_images() -> dict[str, tuple[bytes, list[Shape]]]:
+    """The generated sample scenes, as PNG bytes with their known shapes (generated once)."""
+    return {name: (encode_image(image), shapes) for name, (image, shapes) in sample_scenes().items()}
 
 
 def fake_prediction(name: str | None, width: int, height: int) -> PredictResponse:
     """Test mode: the known shapes of a sample, or one box in the middle of an upload."""
-    scenes = sample_scenes()
-    if name in scenes:
-        shapes = scenes[name][1]
+    samples = sample_images()
+    if name in samples:
+        shapes = samples[name][1]
         detections = [Detection(x_min=s.x_min, y_min=s.y_min, x_max=s.x_max, y_max=s.y_max,
                                 class_name=s.class_name, class_id=s.class_id, confidence=1.0) for s in shapes]
     else:
@@ -146,7 +146,7 @@ def choose_image() -> tuple[str | None, bytes | None]:
         return upload.name, data
     samples = sample_images()
     name = st.selectbox("Sample image", list(samples), key="sample")
-    return name, samples[name]
+    return name, samples[name][0]
 
 
 def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None, confidence: float,

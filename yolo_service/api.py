@@ -83,8 +83,7 @@ class Service:
         with self._count_lock:
             if self._in_flight >= self.settings.max_queue:
                 raise Overloaded(
-                    f"the server is busy ({self._in_flight} requests in progress); retry in a few seconds",
-                    retry_after=self.settings.retry_after,
+                    f"the server is busy ({self._in_flight} requests in progress); retry in a few seconds"
                 )
             self._in_flight += 1
 
@@ -94,11 +93,10 @@ class Service:
             self._in_flight -= 1
 
     def predict(self, data: bytes, request: PredictRequest) -> PredictResponse:
-        """Decode, check readiness, predict, optionally annotate: the blocking part of a request."""
+        """Check readiness, decode, predict, optionally annotate: the blocking part of a request."""
+        if not request.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
+            raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
         image = load_image(data, settings=self.settings)
-        if not request.model and not self.ready.is_set():
-            raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds",
-                           retry_after=self.settings.retry_after)
         response = self.registry.predict_image(
             image, request.model, confidence=request.confidence, iou=request.iou,
             classes=request.classes, max_detections=request.max_detections,
@@ -180,9 +178,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(YoloServiceError)
     async def handle_error(request: Request, exc: YoloServiceError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        if exc.status_code == 503 and not headers:
-            headers = {"Retry-After": str(settings.retry_after)}
+        # Every 503 says when to retry: the error's own delay, else the configured one.
+        retry = exc.retry_after or (settings.retry_after if exc.status_code == 503 else None)
+        headers = {"Retry-After": str(retry)} if retry else None
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, exc.status_code, headers=headers)
 
     @app.get("/", summary="The service's title")
@@ -205,8 +203,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
              responses={503: _ERRORS[503]})
     def ready(svc: ServiceDep) -> ReadyResponse:
         if not svc.ready.is_set():
-            raise NotReady(svc.load_error or "the default model is still loading",
-                           retry_after=settings.retry_after)
+            raise NotReady(svc.load_error or "the default model is still loading")
         return ReadyResponse(default_model=svc.registry.default_model())
 
     @app.get("/models", summary="The names of the models this service can serve")
@@ -227,7 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/predict",
         description="Send a base64 encoded image + the model name, get detections",
         response_description="Detections + Processing time",
-        responses={k: v for k, v in _ERRORS.items()},
+        responses=_ERRORS,
     )
     async def predict(body: PredictRequest, svc: ServiceDep) -> PredictResponse:
         data = decode_base64(body.image)  # fail fast on bad base64, before taking a queue slot
@@ -237,7 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/predict/file",
         description="The same as /predict, with the image as a multipart file upload (no base64)",
         response_description="Detections + Processing time",
-        responses={k: v for k, v in _ERRORS.items()},
+        responses=_ERRORS,
     )
     async def predict_file(
         svc: ServiceDep,

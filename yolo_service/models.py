@@ -128,8 +128,7 @@ class ModelCatalog:
             return spec.path
         if spec.source != "coco":  # bundled or local weights that vanished
             raise ModelUnavailable(f"the weights of model {name!r} are missing: {spec.path}")
-        offline_choices = ", ".join(n for n in self.names() if n == "shapes" or self.available(n))
-        hint = f"run `yolo-service download {name}` with internet, or choose one of: {offline_choices}"
+        hint = self._offline_hint(name)
         if self.settings.offline:
             raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
         self.weights_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +142,11 @@ class ModelCatalog:
         if not spec.path.is_file():
             raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
         return spec.path
+
+    def _offline_hint(self, name: str) -> str:
+        """What to do when ``name`` cannot be had: download it, or use a model that is on disk."""
+        on_disk = ", ".join(n for n in self.names() if self.available(n))
+        return f"run `yolo-service download {name}` with internet, or choose one of: {on_disk}"
 
     def info(self, name: str, loaded: bool = False, default: bool = False) -> ModelInfo:
         """What GET /models/{name} reports."""

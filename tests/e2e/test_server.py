@@ -15,12 +15,22 @@ import pytest
 from PIL import Image
 
 from tests.helpers import Server, assert_finds, executable, free_port
-from yolo_service import BackendUnreachable, Client, PredictResponse, Shape, UnknownModel, draw_scene, sample_scene
+from yolo_service import (
+    BackendUnreachable,
+    Client,
+    PredictResponse,
+    Shape,
+    UnknownModel,
+    draw_scene,
+    encode_base64,
+    sample_scene,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def png_b64(image: Image.Image) -> str:
+    """PNG + base64 with nothing but Pillow: what a client written from the workshop's contract does."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
@@ -94,7 +104,7 @@ def test_sixteen_concurrent_requests_each_get_their_own_boxes(backend):
     with httpx.Client(base_url=backend.url, timeout=120) as http:
 
         def post(i):
-            return http.post("/predict", json={"model": "shapes", "image": png_b64(scenes[i][0])})
+            return http.post("/predict", json={"model": "shapes", "image": encode_base64(scenes[i][0])})
 
         with ThreadPoolExecutor(16) as pool:
             responses = list(pool.map(post, range(16)))
@@ -145,7 +155,7 @@ def test_overload_gets_a_fast_503_with_retry_after():
     port = free_port()
     env = {"PORT": str(port), "YOLO_SERVICE_MAX_QUEUE": "1"}
     with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
-        big = png_b64(sample_scene()[0].resize((2000, 1500)))
+        big = encode_base64(sample_scene()[0].resize((2000, 1500)))
         with httpx.Client(base_url=srv.url, timeout=60) as http, ThreadPoolExecutor(6) as pool:
             responses = list(pool.map(lambda _: http.post("/predict", json={"image": big}), range(6)))
         statuses = sorted(r.status_code for r in responses)
@@ -159,7 +169,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_within_10s():
     port = free_port()
     with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)},
                 ready_path="/ready") as srv:
-        big = png_b64(sample_scene()[0].resize((4000, 3000)))
+        big = encode_base64(sample_scene()[0].resize((4000, 3000)))
         results: list[int] = []
 
         def post():
@@ -185,7 +195,7 @@ def _payload(kind: str) -> tuple[str, dict]:
     from tests.unit.test_images import png_declaring
     from yolo_service import encode_image
 
-    good = png_b64(sample_scene()[0])
+    good = encode_base64(sample_scene()[0])
     return {
         "bad base64": ("json", {"image": "%%%", "model": "shapes"}),
         "not an image": ("json", {"image": base64.b64encode(b"plain text").decode(), "model": "shapes"}),
