@@ -57,8 +57,10 @@ def main() -> None:
     image.save(buffer, "JPEG", quality=90)
     jpeg = buffer.getvalue()
     payload = {"model": args.model, "image": ys.encode_base64(jpeg)}
-    print(f"image: 640x480 JPEG, {len(jpeg):,} bytes; model {args.model}; {args.requests} requests each; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"image: 640x480 JPEG, {len(jpeg):,} bytes; model {args.model}; {args.requests} requests each; "
+        f"{os.cpu_count()} CPUs"
+    )
 
     registry = ys.ModelRegistry()
     registry.predict(jpeg, args.model)  # load + warm up
@@ -66,14 +68,22 @@ def main() -> None:
     model_times = [registry.predict(jpeg, args.model).time for _ in range(args.requests)]
     rows.append(("  of which the model (`time` field)", model_times))
 
-    with LocalServer(["yolo-service", "serve", "--host", "127.0.0.1"]) as server, \
-            httpx.Client(base_url=server.url, timeout=60) as http:
+    with (
+        LocalServer(["yolo-service", "serve", "--host", "127.0.0.1"]) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
         for _ in range(3):
             http.post("/predict", json=payload)
         rows.append(("POST /predict (JSON base64)", timed(lambda: http.post("/predict", json=payload), args.requests)))
-        rows.append(("POST /predict/file (multipart)", timed(
-            lambda: http.post("/predict/file", files={"image": ("a.jpg", jpeg)}, data={"model": args.model}),
-            args.requests)))
+        rows.append(
+            (
+                "POST /predict/file (multipart)",
+                timed(
+                    lambda: http.post("/predict/file", files={"image": ("a.jpg", jpeg)}, data={"model": args.model}),
+                    args.requests,
+                ),
+            )
+        )
         print(f"\n{'latency':<40}{'p50 ms':>9}{'p95 ms':>9}")
         for name, values in rows:
             print(f"{name:<40}{percentile(values, 50) * 1000:>9.1f}{percentile(values, 95) * 1000:>9.1f}")
@@ -81,6 +91,7 @@ def main() -> None:
         print(f"\n{'server memory after the latency runs':<40}{rss_mib(server.proc.pid):>9.0f} MiB RSS")
         print(f"\n{'throughput':<40}{'req/s':>9}{'p50 ms':>9}")
         for clients in (1, 4):
+
             def one(_: int) -> float:
                 began = time.perf_counter()
                 assert http.post("/predict", json=payload).status_code == 200
@@ -90,8 +101,10 @@ def main() -> None:
             with ThreadPoolExecutor(clients) as pool:
                 latencies = list(pool.map(one, range(args.requests)))
             elapsed = time.perf_counter() - started
-            print(f"{f'{clients} concurrent client(s)':<40}{args.requests / elapsed:>9.1f}"
-                  f"{percentile(latencies, 50) * 1000:>9.1f}")
+            print(
+                f"{f'{clients} concurrent client(s)':<40}{args.requests / elapsed:>9.1f}"
+                f"{percentile(latencies, 50) * 1000:>9.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -62,13 +62,33 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
     samples = sample_images()
     if name in samples:
         shapes = samples[name][1]
-        detections = [Detection(x_min=s.x_min, y_min=s.y_min, x_max=s.x_max, y_max=s.y_max,
-                                class_name=s.class_name, class_id=s.class_id, confidence=1.0) for s in shapes]
+        detections = [
+            Detection(
+                x_min=s.x_min,
+                y_min=s.y_min,
+                x_max=s.x_max,
+                y_max=s.y_max,
+                class_name=s.class_name,
+                class_id=s.class_id,
+                confidence=1.0,
+            )
+            for s in shapes
+        ]
     else:
-        detections = [Detection(x_min=width // 4, y_min=height // 4, x_max=3 * width // 4, y_max=3 * height // 4,
-                                class_name="fake object", class_id=0, confidence=0.5)]
-    return PredictResponse(model="test-mode", detections=detections, time=0.0,
-                           image=ImageInfo(width=width, height=height))
+        detections = [
+            Detection(
+                x_min=width // 4,
+                y_min=height // 4,
+                x_max=3 * width // 4,
+                y_max=3 * height // 4,
+                class_name="fake object",
+                class_id=0,
+                confidence=0.5,
+            )
+        ]
+    return PredictResponse(
+        model="test-mode", detections=detections, time=0.0, image=ImageInfo(width=width, height=height)
+    )
 
 
 def unreachable(url: str, exc: BackendUnreachable) -> str:
@@ -113,8 +133,10 @@ def choose_model(url: str, test_mode: bool) -> tuple[str | None, float, list[str
         try:
             models = list_models(url)
         except BackendUnreachable:
-            st.warning(f"Cannot list the backend's models: {url} is not reachable. "
-                       "Click **Is alive** in the sidebar for help, or switch on test mode.")
+            st.warning(
+                f"Cannot list the backend's models: {url} is not reachable. "
+                "Click **Is alive** in the sidebar for help, or switch on test mode."
+            )
         except YoloServiceError as exc:
             st.warning(f"Cannot list the backend's models: {exc}")
     left, middle, right = st.columns(3)
@@ -135,8 +157,9 @@ def choose_image() -> tuple[str | None, bytes | None]:
     source = st.radio("Image", ["Upload a file", "Try a sample"], horizontal=True, key="source")
     if source == "Upload a file":
         limit = get_settings().max_image_bytes
-        upload = st.file_uploader(f"Image ({', '.join(UPLOAD_TYPES)}; at most {limit // 2**20} MB)",
-                                  type=UPLOAD_TYPES, key="upload")
+        upload = st.file_uploader(
+            f"Image ({', '.join(UPLOAD_TYPES)}; at most {limit // 2**20} MB)", type=UPLOAD_TYPES, key="upload"
+        )
         if upload is None:
             return None, None
         data = upload.getvalue()
@@ -149,8 +172,9 @@ def choose_image() -> tuple[str | None, bytes | None]:
     return name, samples[name][0]
 
 
-def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None, confidence: float,
-            classes: list[str]) -> None:
+def predict(
+    url: str, test_mode: bool, name: str, data: bytes, model: str | None, confidence: float, classes: list[str]
+) -> None:
     """Run the prediction and keep the result in the session."""
     try:
         image = load_image(data)
@@ -163,8 +187,9 @@ def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None
             result = fake_prediction(name, image.width, image.height)
         else:
             with st.spinner("Detecting…"):
-                result = get_client(url).predict(data, model, confidence=confidence, classes=classes or None,
-                                                 multipart=True)
+                result = get_client(url).predict(
+                    data, model, confidence=confidence, classes=classes or None, multipart=True
+                )
     except BackendUnreachable as exc:
         st.error(unreachable(url, exc))
         return
@@ -172,8 +197,11 @@ def predict(url: str, test_mode: bool, name: str, data: bytes, model: str | None
         st.error(f"The backend refused the request: {exc}")
         return
     st.session_state["result"] = {
-        "name": name, "response": result, "round_trip": time.perf_counter() - started,
-        "annotated": encode_image(draw_detections(image, result.detections)), "test_mode": test_mode,
+        "name": name,
+        "response": result,
+        "round_trip": time.perf_counter() - started,
+        "annotated": encode_image(draw_detections(image, result.detections)),
+        "test_mode": test_mode,
     }
 
 
@@ -191,12 +219,26 @@ def show_result() -> None:
     count.metric("Detections", len(result.detections))
     st.image(saved["annotated"], caption=f"{saved['name']} — model {result.model}")
     st.dataframe(
-        [{"class_name": d.class_name, "confidence": round(d.confidence, 3), "x_min": d.x_min, "y_min": d.y_min,
-          "x_max": d.x_max, "y_max": d.y_max} for d in result.detections],
-        hide_index=True, key="detections",
+        [
+            {
+                "class_name": d.class_name,
+                "confidence": round(d.confidence, 3),
+                "x_min": d.x_min,
+                "y_min": d.y_min,
+                "x_max": d.x_max,
+                "y_max": d.y_max,
+            }
+            for d in result.detections
+        ],
+        hide_index=True,
+        key="detections",
     )
-    st.download_button("Download annotated image", saved["annotated"],
-                       file_name=f"annotated-{saved['name'].rsplit('.', 1)[0]}.png", mime="image/png")
+    st.download_button(
+        "Download annotated image",
+        saved["annotated"],
+        file_name=f"annotated-{saved['name'].rsplit('.', 1)[0]}.png",
+        mime="image/png",
+    )
 
 
 def main() -> None:

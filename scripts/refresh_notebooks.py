@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def refresh(path: Path) -> None:
     """Run ``path`` on a fresh kernel and strip the outputs nbval does not check."""
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-                   ).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     count = 0
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)

@@ -39,6 +39,7 @@ def artifacts() -> Path:
 def backend() -> Server:
     """One real uvicorn process serving the API on a free loopback port, for the whole session."""
     port = free_port()
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)},
-                ready_path="/ready") as server:
+    with Server(
+        ["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)}, ready_path="/ready"
+    ) as server:
         yield server

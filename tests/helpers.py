@@ -16,8 +16,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 class Server(LocalServer):
     """A :class:`~yolo_service.processes.LocalServer` whose log is kept under ``test-artifacts/``."""
 
-    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
-                 ready_path: str = "/health", timeout: float = 90.0, wait: bool = True) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/health",
+        timeout: float = 90.0,
+        wait: bool = True,
+    ) -> None:
         super().__init__(argv, port, env, ready_path, timeout, ARTIFACTS / f"server-{port}.log", wait, cwd=ROOT)
 
 

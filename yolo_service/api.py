@@ -50,8 +50,11 @@ DESCRIPTION = (
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
-        400: "not base64, or not an image", 404: "unknown model", 413: "body or image too large",
-        415: "image format not allowed", 503: "model unavailable, not ready, or overloaded (see Retry-After)",
+        400: "not base64, or not an image",
+        404: "unknown model",
+        413: "body or image too large",
+        415: "image format not allowed",
+        503: "model unavailable, not ready, or overloaded (see Retry-After)",
     }.items()
 }
 
@@ -82,9 +85,7 @@ class Service:
         """Count a predict request in, or refuse it at once when the queue is full."""
         with self._count_lock:
             if self._in_flight >= self.settings.max_queue:
-                raise Overloaded(
-                    f"the server is busy ({self._in_flight} requests in progress); retry in a few seconds"
-                )
+                raise Overloaded(f"the server is busy ({self._in_flight} requests in progress); retry in a few seconds")
             self._in_flight += 1
 
     def release(self) -> None:
@@ -98,8 +99,12 @@ class Service:
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
         image = load_image(data, settings=self.settings)
         response = self.registry.predict_image(
-            image, request.model, confidence=request.confidence, iou=request.iou,
-            classes=request.classes, max_detections=request.max_detections,
+            image,
+            request.model,
+            confidence=request.confidence,
+            iou=request.iou,
+            classes=request.classes,
+            max_detections=request.max_detections,
         )
         if request.annotate:
             response.annotated_image = encode_base64(draw_detections(image, response.detections))
@@ -172,8 +177,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
-        logger.info('%s %s %d %.1f ms', request.method, request.url.path, response.status_code,
-                    (time.perf_counter() - started) * 1000)
+        logger.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            request.url.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
         return response
 
     @app.exception_handler(YoloServiceError)
@@ -199,8 +209,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> HealthResponse:
         return HealthResponse()
 
-    @app.get("/ready", summary="Readiness: 200 once the default model is loaded, else 503",
-             responses={503: _ERRORS[503]})
+    @app.get(
+        "/ready", summary="Readiness: 200 once the default model is loaded, else 503", responses={503: _ERRORS[503]}
+    )
     def ready(svc: ServiceDep) -> ReadyResponse:
         if not svc.ready.is_set():
             raise NotReady(svc.load_error or "the default model is still loading")
@@ -210,8 +221,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def models(svc: ServiceDep) -> list[str]:
         return svc.registry.catalog.names()
 
-    @app.get("/models/{name}", summary="One model: classes, source, loaded, available offline",
-             responses={404: _ERRORS[404]})
+    @app.get(
+        "/models/{name}", summary="One model: classes, source, loaded, available offline", responses={404: _ERRORS[404]}
+    )
     def model_info(name: Annotated[str, PathParam(examples=["shapes"])], svc: ServiceDep) -> ModelInfo:
         registry = svc.registry
         default = svc.ready.is_set() and registry.default_model() == registry.catalog.spec(name).name
@@ -249,8 +261,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data = await image.read()
         # The form fields are validated above; the image travels as bytes, not as the base64 field.
         request = PredictRequest.model_construct(
-            image="", model=model or None, confidence=confidence, iou=iou, max_detections=max_detections,
-            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None, annotate=annotate,
+            image="",
+            model=model or None,
+            confidence=confidence,
+            iou=iou,
+            max_detections=max_detections,
+            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+            annotate=annotate,
         )
         return await svc.run_predict(data, request)
 

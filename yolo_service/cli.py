@@ -23,6 +23,7 @@ from .errors import YoloServiceError
 
 __all__ = ["main"]
 
+
 def _frontend_script() -> Path | None:
     """``frontend/app.py`` in the working directory (containers) or next to the package (a clone)."""
     for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
@@ -34,9 +35,25 @@ def _frontend_script() -> Path | None:
 def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[str]:
     """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on)."""
     upload_mb = -(-get_settings().max_image_bytes // 2**20)  # ceil: Streamlit takes whole MB
-    return [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", str(upload_mb), "--client.toolbarMode", "viewer"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.maxUploadSize",
+        str(upload_mb),
+        "--client.toolbarMode",
+        "viewer",
+    ]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -45,8 +62,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     port = args.port or settings.port
     uvicorn.run(
-        "yolo_service.api:create_app", factory=True, host=args.host or settings.host, port=port,
-        log_level=settings.log_level, access_log=False,  # the app logs one line per request, with latency
+        "yolo_service.api:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=port,
+        log_level=settings.log_level,
+        access_log=False,  # the app logs one line per request, with latency
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     return 0
@@ -56,8 +77,9 @@ def _ui(args: argparse.Namespace) -> int:
     """Run the Streamlit UI on $PORT (Cloud Run) or 8501."""
     script = _frontend_script()
     if script is None:
-        print("error: frontend/app.py not found: run from the repository (or the frontend image's /app)",
-              file=sys.stderr)
+        print(
+            "error: frontend/app.py not found: run from the repository (or the frontend image's /app)", file=sys.stderr
+        )
         return 2
     port = args.port or int(os.environ.get("PORT", "8501"))
     os.execv(sys.executable, _streamlit_argv(script, port))  # streamlit becomes this process: signals reach it
@@ -92,8 +114,10 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
-    print(f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
-          f"({response.image.width}x{response.image.height})")
+    print(
+        f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
+        f"({response.image.width}x{response.image.height})"
+    )
     if response.detections:
         print(f"{'class':<14}{'confidence':>11}  {'x_min':>6}{'y_min':>7}{'x_max':>7}{'y_max':>7}")
         for d in response.detections:
@@ -106,8 +130,9 @@ def _predict(args: argparse.Namespace) -> int:
     from .models import predict
 
     image = load_image(Path(args.image))
-    response = predict(image, args.model, confidence=args.confidence,
-                       classes=args.classes.split(",") if args.classes else None)
+    response = predict(
+        image, args.model, confidence=args.confidence, classes=args.classes.split(",") if args.classes else None
+    )
     if args.json:
         print(response.model_dump_json(indent=2, exclude_none=True))
     else:
@@ -145,8 +170,10 @@ def _check(args: argparse.Namespace) -> int:
             report(True, f"POST /predict ({result.model})", f"{found} in {result.time * 1000:.0f} ms")
             if result.model == "shapes":
                 for shape in shapes:
-                    best = max((box_iou(shape.box, d.box) for d in result.detections
-                                if d.class_name == shape.class_name), default=0.0)
+                    best = max(
+                        (box_iou(shape.box, d.box) for d in result.detections if d.class_name == shape.class_name),
+                        default=0.0,
+                    )
                     report(best >= 0.7, f"  found the {shape.class_name}", f"IoU {best:.2f}")
         except YoloServiceError as exc:
             report(False, type(exc).__name__, str(exc))
@@ -259,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
     try:
         return args.func(args)

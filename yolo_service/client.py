@@ -66,8 +66,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise BackendUnreachable(f"{self.url} did not answer in time ({exc.__class__.__name__}): "
-                                     "is it overloaded, or still starting?") from exc
+            raise BackendUnreachable(
+                f"{self.url} did not answer in time ({exc.__class__.__name__}): is it overloaded, or still starting?"
+            ) from exc
         except httpx.HTTPError as exc:
             raise BackendUnreachable(
                 f"cannot reach the backend at {self.url} ({exc}): check the URL and that the backend runs. "
@@ -134,8 +135,13 @@ class Client:
         base64 JSON to ``/predict`` (a third less data on the wire).
         """
         data, filename = _image_bytes(image)
-        options = {"model": model, "confidence": confidence, "iou": iou,
-                   "max_detections": max_detections, "annotate": annotate}
+        options = {
+            "model": model,
+            "confidence": confidence,
+            "iou": iou,
+            "max_detections": max_detections,
+            "annotate": annotate,
+        }
         if multipart:
             form = {k: str(v) for k, v in options.items() if v is not None}
             if classes:

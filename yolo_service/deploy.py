@@ -31,8 +31,9 @@ def docker_available() -> tuple[bool, str]:
     """Whether a Docker engine answers (not just the client), and why not."""
     if shutil.which("docker") is None:
         return False, "the docker command is not installed"
-    result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                            timeout=20)
+    result = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20
+    )
     if result.returncode != 0:
         return False, "no Docker engine answers (docker is only a client here)"
     return True, f"Docker engine {result.stdout.strip()}"
@@ -63,17 +64,34 @@ class CloudRunService:
 
     def deploy_command(self) -> list[str]:
         """``gcloud run deploy`` with the flags the workshop explains (port, memory, public access)."""
-        command = ["gcloud", "run", "deploy", self.name, f"--image={self.image}", "--platform=managed",
-                   f"--region={self.region}", "--allow-unauthenticated", f"--port={self.port}",
-                   f"--memory={self.memory}", f"--cpu={self.cpu}"]
+        command = [
+            "gcloud",
+            "run",
+            "deploy",
+            self.name,
+            f"--image={self.image}",
+            "--platform=managed",
+            f"--region={self.region}",
+            "--allow-unauthenticated",
+            f"--port={self.port}",
+            f"--memory={self.memory}",
+            f"--cpu={self.cpu}",
+        ]
         if self.env:
             command.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in self.env))
         return command
 
     def url_command(self) -> list[str]:
         """Print the service's HTTPS URL."""
-        return ["gcloud", "run", "services", "describe", self.name, f"--region={self.region}",
-                "--format=value(status.url)"]
+        return [
+            "gcloud",
+            "run",
+            "services",
+            "describe",
+            self.name,
+            f"--region={self.region}",
+            "--format=value(status.url)",
+        ]
 
     def delete_command(self) -> list[str]:
         """Delete the service (the workshop's clean-up step)."""

@@ -17,6 +17,7 @@ from .schema import Detection
 
 __all__ = ["color_for", "draw_detections"]
 
+
 def color_for(class_name: str) -> tuple[int, int, int]:
     """A stable, saturated colour per class name: the same in every run, process and app."""
     hue = int(hashlib.md5(class_name.encode(), usedforsecurity=False).hexdigest(), 16) % 360 / 360

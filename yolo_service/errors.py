@@ -104,12 +104,27 @@ class BackendUnreachable(ServiceUnavailable):
 _BY_NAME = {
     cls.__name__: cls
     for cls in (
-        YoloServiceError, InvalidImage, UnsupportedImageFormat, InvalidRequest, ImageTooLarge,
-        UnknownModel, ServiceUnavailable, ModelUnavailable, NotReady, Overloaded, BackendUnreachable,
+        YoloServiceError,
+        InvalidImage,
+        UnsupportedImageFormat,
+        InvalidRequest,
+        ImageTooLarge,
+        UnknownModel,
+        ServiceUnavailable,
+        ModelUnavailable,
+        NotReady,
+        Overloaded,
+        BackendUnreachable,
     )
 }
-_BY_STATUS = {400: InvalidImage, 404: UnknownModel, 413: ImageTooLarge, 415: UnsupportedImageFormat,
-              422: InvalidRequest, 503: ServiceUnavailable}
+_BY_STATUS = {
+    400: InvalidImage,
+    404: UnknownModel,
+    413: ImageTooLarge,
+    415: UnsupportedImageFormat,
+    422: InvalidRequest,
+    503: ServiceUnavailable,
+}
 
 
 def error_class(name: str | None, status_code: int) -> type[YoloServiceError]:

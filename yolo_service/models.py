@@ -86,7 +86,8 @@ class ModelCatalog:
         local = []
         if self.weights_dir.is_dir():
             local = sorted(
-                p.stem for p in self.weights_dir.glob("*.pt")
+                p.stem
+                for p in self.weights_dir.glob("*.pt")
                 if p.stem not in COCO_MODELS and p.stem != "shapes" and _SAFE_NAME.match(p.stem)
             )
         return [*COCO_MODELS, "shapes", *local]
@@ -103,9 +104,14 @@ class ModelCatalog:
                 f"invalid model name {name!r}: use a name from GET /models (letters, digits, '.', '_', '-'), not a path"
             )
         if name == "shapes":
-            return ModelSpec("shapes", "bundled", BUNDLED_DIR / "shapes.pt",
-                             "bundled demo: circles, squares and triangles (works offline)",
-                             imgsz=_bundled_imgsz(), classes=SHAPE_CLASSES)
+            return ModelSpec(
+                "shapes",
+                "bundled",
+                BUNDLED_DIR / "shapes.pt",
+                "bundled demo: circles, squares and triangles (works offline)",
+                imgsz=_bundled_imgsz(),
+                classes=SHAPE_CLASSES,
+            )
         if name in COCO_MODELS:
             return ModelSpec(name, "coco", self.weights_dir / f"{name}.pt", COCO_MODELS[name])
         path = self.weights_dir / f"{name}.pt"
@@ -152,8 +158,15 @@ class ModelCatalog:
         """What GET /models/{name} reports."""
         spec = self.spec(name)
         classes = list(spec.classes) if spec.classes else (_coco_classes() if spec.source == "coco" else None)
-        return ModelInfo(name=spec.name, source=spec.source, description=spec.description,  # type: ignore[arg-type]
-                         classes=classes, loaded=loaded, available_offline=spec.path.is_file(), default=default)
+        return ModelInfo(
+            name=spec.name,
+            source=spec.source,
+            description=spec.description,  # type: ignore[arg-type]
+            classes=classes,
+            loaded=loaded,
+            available_offline=spec.path.is_file(),
+            default=default,
+        )
 
 
 @functools.cache
@@ -253,8 +266,14 @@ class Detector:
             # Ultralytics' select_device pins torch to cores-1 threads; use this detector's share.
             torch.set_num_threads(self.threads)
             result = model.predict(
-                image, imgsz=self.spec.imgsz, conf=confidence, iou=iou, classes=ids,
-                max_det=max_detections, device="cpu", verbose=False,
+                image,
+                imgsz=self.spec.imgsz,
+                conf=confidence,
+                iou=iou,
+                classes=ids,
+                max_det=max_detections,
+                device="cpu",
+                verbose=False,
             )[0]
             elapsed = time.perf_counter() - started
         finally:
@@ -262,8 +281,13 @@ class Detector:
         boxes = result.boxes
         detections = [
             Detection(
-                x_min=round(x0), y_min=round(y0), x_max=round(x1), y_max=round(y1),
-                class_name=self.names[int(cls)], class_id=int(cls), confidence=round(float(conf), 4),
+                x_min=round(x0),
+                y_min=round(y0),
+                x_max=round(x1),
+                y_max=round(y1),
+                class_name=self.names[int(cls)],
+                class_id=int(cls),
+                confidence=round(float(conf), 4),
             )
             for (x0, y0, x1, y1), conf, cls in zip(
                 boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
@@ -351,8 +375,12 @@ class ModelRegistry:
             classes=classes,
             max_detections=s.max_detections if max_detections is None else max_detections,
         )
-        return PredictResponse(model=detector.spec.name, detections=detections, time=round(elapsed, 4),
-                               image=ImageInfo(width=picture.width, height=picture.height))
+        return PredictResponse(
+            model=detector.spec.name,
+            detections=detections,
+            time=round(elapsed, 4),
+            image=ImageInfo(width=picture.width, height=picture.height),
+        )
 
 
 _registry: ModelRegistry | None = None

@@ -46,9 +46,17 @@ class LocalServer:
         log_path: where its output goes (default: a temporary file).
     """
 
-    def __init__(self, argv: list[str] | None = None, port: int | None = None, env: dict[str, str] | None = None,
-                 ready_path: str = "/ready", timeout: float = 120.0, log_path: Path | None = None,
-                 wait: bool = True, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str] | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/ready",
+        timeout: float = 120.0,
+        log_path: Path | None = None,
+        wait: bool = True,
+        cwd: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         argv = argv or ["yolo-service", "serve", "--host", "127.0.0.1"]
         self.argv = [executable(argv[0]), *argv[1:]]
@@ -62,8 +70,7 @@ class LocalServer:
         """Start the process and, unless ``wait=False``, wait until it is ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.cwd)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.cwd)
         if self.wait:
             self.wait_for(self.ready_path)
         return self

@@ -77,8 +77,9 @@ class PredictRequest(BaseModel):
         json_schema_extra=_example,
     )
 
-    image: str = Field(min_length=1,
-                       description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted")
+    image: str = Field(
+        min_length=1, description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted"
+    )
     model: str | None = Field(None, description="a name from GET /models; the default model when omitted")
     confidence: float | None = Field(None, ge=0.0, le=1.0, description="minimum confidence of a detection")
     iou: float | None = Field(None, ge=0.0, le=1.0, description="IoU threshold of non-maximum suppression")

@@ -93,8 +93,15 @@ def evaluate_shapes(weights: Path, workdir: Path, config: TrainingConfig) -> dic
 
     data = write_dataset(workdir / "heldout", {"val": config.test_images}, seed=config.test_seed)
     metrics = YOLO(str(weights)).val(
-        data=str(data), imgsz=config.imgsz, batch=config.batch, device="cpu", plots=False, verbose=False,
-        project=str(workdir / "runs"), name="heldout", exist_ok=True,
+        data=str(data),
+        imgsz=config.imgsz,
+        batch=config.batch,
+        device="cpu",
+        plots=False,
+        verbose=False,
+        project=str(workdir / "runs"),
+        name="heldout",
+        exist_ok=True,
     )
     return {"map50": round(float(metrics.box.map50), 4), "map50_95": round(float(metrics.box.map), 4)}
 
@@ -111,18 +118,30 @@ def train_shapes(workdir: Path, config: TrainingConfig = TrainingConfig(), insta
 
     workdir = Path(workdir)
     started = time.perf_counter()
-    data = write_dataset(
-        workdir / "data", {"train": config.train_images, "val": config.val_images}, seed=config.seed
-    )
+    data = write_dataset(workdir / "data", {"train": config.train_images, "val": config.val_images}, seed=config.seed)
     generated = time.perf_counter()
     model = YOLO(config.architecture)
     # Ultralytics pins CPU training to cores - 1 threads (1 on a 2-core machine); use them all.
     model.add_callback("on_pretrain_routine_end", lambda trainer: torch.set_num_threads(os.cpu_count() or 1))
     model.train(
-        data=str(data), epochs=config.epochs, imgsz=config.imgsz, batch=config.batch, device="cpu",
-        workers=2, seed=config.seed, deterministic=True, pretrained=False, plots=False, amp=False,
-        project=str(workdir / "runs"), name="train", exist_ok=True, cache="ram", patience=100,
-        close_mosaic=5, fliplr=0.0,  # a flipped triangle is still a triangle, but keep labels exact
+        data=str(data),
+        epochs=config.epochs,
+        imgsz=config.imgsz,
+        batch=config.batch,
+        device="cpu",
+        workers=2,
+        seed=config.seed,
+        deterministic=True,
+        pretrained=False,
+        plots=False,
+        amp=False,
+        project=str(workdir / "runs"),
+        name="train",
+        exist_ok=True,
+        cache="ram",
+        patience=100,
+        close_mosaic=5,
+        fliplr=0.0,  # a flipped triangle is still a triangle, but keep labels exact
     )
     trained = time.perf_counter()
     best = workdir / "runs" / "train" / "weights" / "best.pt"

@@ -32,10 +32,12 @@ class PredictDemo(widgets.VBox):
             models = self.client.models() if self.client else ["shapes"]
         self._samples = {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
-        self.sample = widgets.Dropdown(options=[UPLOAD, *self._samples], value=next(iter(self._samples)),
-                                       description="Image")
-        self.model = widgets.Dropdown(options=models, value="shapes" if "shapes" in models else models[0],
-                                      description="Model")
+        self.sample = widgets.Dropdown(
+            options=[UPLOAD, *self._samples], value=next(iter(self._samples)), description="Image"
+        )
+        self.model = widgets.Dropdown(
+            options=models, value="shapes" if "shapes" in models else models[0], description="Model"
+        )
         self.confidence = widgets.FloatSlider(value=0.25, min=0.0, max=1.0, step=0.05, description="Confidence")
         self.button = widgets.Button(description="Predict", button_style="primary", icon="search")
         self.status = widgets.HTML()
@@ -44,11 +46,17 @@ class PredictDemo(widgets.VBox):
         self.result: PredictResponse | None = None
         self.button.on_click(self.predict)
         where = f"backend {self.client.url}" if self.client else "this notebook's process"
-        super().__init__([
-            widgets.HTML(f"<b>Predict with {html.escape(where)}</b>"),
-            widgets.HBox([self.sample, self.upload]), widgets.HBox([self.model, self.confidence]),
-            self.button, self.status, self.image, self.table,
-        ])
+        super().__init__(
+            [
+                widgets.HTML(f"<b>Predict with {html.escape(where)}</b>"),
+                widgets.HBox([self.sample, self.upload]),
+                widgets.HBox([self.model, self.confidence]),
+                self.button,
+                self.status,
+                self.image,
+                self.table,
+            ]
+        )
 
     def _image_bytes(self) -> bytes | None:
         if self.sample.value != UPLOAD:
@@ -83,6 +91,8 @@ class PredictDemo(widgets.VBox):
             f"<td>{d.x_min}</td><td>{d.y_min}</td><td>{d.x_max}</td><td>{d.y_max}</td></tr>"
             for d in result.detections
         )
-        self.table.value = ("<table><tr><th>class_name</th><th>confidence</th><th>x_min</th><th>y_min</th>"
-                            f"<th>x_max</th><th>y_max</th></tr>{rows}</table>")
+        self.table.value = (
+            "<table><tr><th>class_name</th><th>confidence</th><th>x_min</th><th>y_min</th>"
+            f"<th>x_max</th><th>y_max</th></tr>{rows}</table>"
+        )
         return result

@@ -44,9 +44,13 @@ def test_models_and_model_details(client):
     assert client.get("/models").json() == ["yolo26n", "yolo26s", "yolo11n", "yolo11s", "yolo11m", "shapes"]
     shapes = client.get("/models/shapes").json()
     assert shapes == {
-        "name": "shapes", "source": "bundled",
+        "name": "shapes",
+        "source": "bundled",
         "description": "bundled demo: circles, squares and triangles (works offline)",
-        "classes": ["circle", "square", "triangle"], "loaded": True, "available_offline": True, "default": True,
+        "classes": ["circle", "square", "triangle"],
+        "loaded": True,
+        "available_offline": True,
+        "default": True,
     }
     coco = client.get("/models/yolo26n").json()
     assert (coco["loaded"], coco["available_offline"], len(coco["classes"])) == (False, False, 80)
@@ -69,8 +73,17 @@ def test_predict_json(client, scene):
 
 def test_predict_with_default_model_options_and_annotation(client, scene):
     data, _ = scene
-    body = client.post("/predict", json={"image": encode_base64(data), "classes": ["square"], "annotate": True,
-                                         "confidence": 0.5, "iou": 0.5, "max_detections": 5}).json()
+    body = client.post(
+        "/predict",
+        json={
+            "image": encode_base64(data),
+            "classes": ["square"],
+            "annotate": True,
+            "confidence": 0.5,
+            "iou": 0.5,
+            "max_detections": 5,
+        },
+    ).json()
     assert [d["class_name"] for d in body["detections"]] == ["square"]
     annotated = load_image(base64.b64decode(body["annotated_image"]))
     assert annotated.size == (640, 480)
@@ -82,8 +95,11 @@ def test_predict_with_default_model_options_and_annotation(client, scene):
 
 def test_predict_file(client, scene):
     data, shapes = scene
-    response = client.post("/predict/file", files={"image": ("scene.png", data, "image/png")},
-                           data={"model": "shapes", "classes": "circle, square"})
+    response = client.post(
+        "/predict/file",
+        files={"image": ("scene.png", data, "image/png")},
+        data={"model": "shapes", "classes": "circle, square"},
+    )
     assert response.status_code == 200, response.text
     from yolo_service import PredictResponse
 

@@ -80,22 +80,28 @@ def test_backend_cmd_serves_ready_and_predict_on_PORT():
     argv = dockerfile_cmd(DOCKERFILES["backend"])
     with Server(argv, port, env={"PORT": str(port)}, ready_path="/ready") as server:
         image, shapes = sample_scene()
-        response = httpx.post(server.url + "/predict", json={"model": "shapes", "image": encode_base64(image)},
-                              timeout=60)
+        response = httpx.post(
+            server.url + "/predict", json={"model": "shapes", "image": encode_base64(image)}, timeout=60
+        )
         assert response.status_code == 200
         from yolo_service import PredictResponse
 
         assert_finds(shapes, PredictResponse.model_validate(response.json()).detections)
-        health = subprocess.run([executable("yolo-service"), "healthcheck", "--path", "/ready"],
-                                env={**server.env}, capture_output=True, text=True)
+        health = subprocess.run(
+            [executable("yolo-service"), "healthcheck", "--path", "/ready"],
+            env={**server.env},
+            capture_output=True,
+            text=True,
+        )
         assert health.returncode == 0 and health.stdout.strip().endswith(": 200")
 
 
 def test_frontend_cmd_serves_streamlit_on_PORT():
     port = free_port()
     argv = dockerfile_cmd(DOCKERFILES["frontend"])
-    with Server(argv, port, env={"PORT": str(port), "BACKEND_URL": "http://backend:8000"},
-                ready_path="/_stcore/health") as server:
+    with Server(
+        argv, port, env={"PORT": str(port), "BACKEND_URL": "http://backend:8000"}, ready_path="/_stcore/health"
+    ) as server:
         assert httpx.get(server.url + "/_stcore/health").text == "ok"
         # `yolo-service ui` exec'd Streamlit in its own process, with the backend's upload limit (20 MiB).
         cmdline = (Path("/proc") / str(server.proc.pid) / "cmdline").read_bytes().split(b"\0")
@@ -105,6 +111,9 @@ def test_frontend_cmd_serves_streamlit_on_PORT():
 
 
 def test_healthcheck_fails_when_nothing_listens():
-    result = subprocess.run([executable("yolo-service"), "healthcheck", "--url", f"http://127.0.0.1:{free_port()}/"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [executable("yolo-service"), "healthcheck", "--url", f"http://127.0.0.1:{free_port()}/"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "unhealthy" in result.stderr

@@ -64,14 +64,16 @@ def test_a_client_written_from_the_workshop_contract(backend):
     assert response.status_code == 200
     result = response.json()
     assert result["model"] == "shapes" and isinstance(result["time"], float) and result["time"] > 0
-    found = {d["class_name"]: (d["x_min"], d["y_min"], d["x_max"], d["y_max"], d["confidence"])
-             for d in result["detections"]}
+    found = {
+        d["class_name"]: (d["x_min"], d["y_min"], d["x_max"], d["y_max"], d["confidence"]) for d in result["detections"]
+    }
     assert set(found) == {"square", "circle"}
     for shape in shapes:
         x0, y0, x1, y1, confidence = found[shape.class_name]
         assert all(isinstance(v, int) for v in (x0, y0, x1, y1)) and 0.5 < confidence <= 1
-        inter = (max(0, min(x1, shape.x_max) - max(x0, shape.x_min))
-                 * max(0, min(y1, shape.y_max) - max(y0, shape.y_min)))
+        inter = max(0, min(x1, shape.x_max) - max(x0, shape.x_min)) * max(
+            0, min(y1, shape.y_max) - max(y0, shape.y_min)
+        )
         union = (x1 - x0) * (y1 - y0) + (shape.x_max - shape.x_min) * (shape.y_max - shape.y_min) - inter
         assert inter / union >= 0.7
 
@@ -80,8 +82,12 @@ def test_multipart_route_with_curl_like_form(backend):
     image, shapes = sample_scene()
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=92)
-    response = httpx.post(f"{backend.url}/predict/file", files={"image": ("photo.jpg", buffer.getvalue())},
-                          data={"model": "shapes"}, timeout=30)
+    response = httpx.post(
+        f"{backend.url}/predict/file",
+        files={"image": ("photo.jpg", buffer.getvalue())},
+        data={"model": "shapes"},
+        timeout=30,
+    )
     assert response.status_code == 200
     assert_finds(shapes, PredictResponse.model_validate(response.json()).detections)
 
@@ -120,16 +126,21 @@ def test_one_log_line_per_request_with_status_and_latency(backend):
 
 
 def test_check_command_reports_pass(backend):
-    result = subprocess.run([executable("yolo-service"), "check", backend.url], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [executable("yolo-service"), "check", backend.url], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[PASS] GET /health" in result.stdout and "[PASS]   found the square" in result.stdout
     assert result.stdout.strip().endswith("all checks passed")
 
 
 def test_check_command_reports_a_dead_backend():
-    result = subprocess.run([executable("yolo-service"), "check", f"http://127.0.0.1:{free_port()}", "--timeout", "2"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [executable("yolo-service"), "check", f"http://127.0.0.1:{free_port()}", "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "[FAIL] BackendUnreachable" in result.stdout
 
 
@@ -167,8 +178,9 @@ def test_overload_gets_a_fast_503_with_retry_after():
 
 def test_sigterm_finishes_in_flight_requests_and_exits_within_10s():
     port = free_port()
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)},
-                ready_path="/ready") as srv:
+    with Server(
+        ["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)}, ready_path="/ready"
+    ) as srv:
         big = encode_base64(sample_scene()[0].resize((4000, 3000)))
         results: list[int] = []
 
@@ -212,8 +224,18 @@ def _payload(kind: str) -> tuple[str, dict]:
 
 @pytest.mark.parametrize(
     ("kind", "status"),
-    [("bad base64", 400), ("not an image", 400), ("unknown model", 404), ("path as model", 404), ("bomb", 413),
-     ("format", 415), ("schema", 422), ("unknown class", 422), ("offline model", 503), ("empty file", 400)],
+    [
+        ("bad base64", 400),
+        ("not an image", 400),
+        ("unknown model", 404),
+        ("path as model", 404),
+        ("bomb", 413),
+        ("format", 415),
+        ("schema", 422),
+        ("unknown class", 422),
+        ("offline model", 503),
+        ("empty file", 400),
+    ],
 )
 def test_every_error_status_from_the_real_server(backend, kind, status):
     how, payload = _payload(kind)
@@ -231,8 +253,12 @@ def test_every_error_status_from_the_real_server(backend, kind, status):
 
 def test_body_over_the_limit_gets_413_from_the_real_server(backend):
     limit = 20 * 1024 * 1024 * 4 // 3 + 64 * 1024
-    response = httpx.post(backend.url + "/predict", content=b"{" + b" " * limit + b"}",
-                          headers={"content-type": "application/json"}, timeout=60)
+    response = httpx.post(
+        backend.url + "/predict",
+        content=b"{" + b" " * limit + b"}",
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
     assert response.status_code == 413 and response.json()["error"] == "ImageTooLarge"
 
 
@@ -245,7 +271,8 @@ def test_chunked_body_over_the_limit_gets_413_without_content_length(backend):
         for _ in range(limit // len(chunk) + 2):
             yield chunk
 
-    response = httpx.post(backend.url + "/predict", content=body(), headers={"content-type": "application/json"},
-                          timeout=60)
+    response = httpx.post(
+        backend.url + "/predict", content=body(), headers={"content-type": "application/json"}, timeout=60
+    )
     assert response.status_code == 413 and "larger than the limit" in response.json()["detail"]
     assert httpx.get(backend.url + "/health").status_code == 200

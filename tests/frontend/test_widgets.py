@@ -27,7 +27,14 @@ def test_backend_mode_uses_the_backend_models_and_shows_errors(backend):
     demo.sample.value = UPLOAD
     demo.button.click()
     assert demo.status.value == "Upload an image first, or pick a sample."
-    demo.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
-                          "last_modified": datetime.now(UTC)},)
+    demo.upload.value = (
+        {
+            "name": "notes.txt",
+            "type": "text/plain",
+            "size": 5,
+            "content": memoryview(b"hello"),
+            "last_modified": datetime.now(UTC),
+        },
+    )
     demo.button.click()
     assert "InvalidImage: the data is not an image" in demo.status.value

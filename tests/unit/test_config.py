@@ -24,8 +24,15 @@ def test_prefixed_environment_variables(monkeypatch, tmp_path):
     assert settings.max_queue == 4
 
 
-@pytest.mark.parametrize(("name", "value"), [("YOLO_SERVICE_CONFIDENCE", "1.5"), ("PORT", "0"),
-                                             ("YOLO_SERVICE_LOG_LEVEL", "loud"), ("YOLO_SERVICE_MAX_QUEUE", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("YOLO_SERVICE_CONFIDENCE", "1.5"),
+        ("PORT", "0"),
+        ("YOLO_SERVICE_LOG_LEVEL", "loud"),
+        ("YOLO_SERVICE_MAX_QUEUE", "0"),
+    ],
+)
 def test_nonsense_is_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):

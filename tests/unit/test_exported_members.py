@@ -7,7 +7,8 @@ import yolo_service
 
 def test_all_public_members_are_exported_and_sorted():
     public = [
-        name for name, value in vars(yolo_service).items()
+        name
+        for name, value in vars(yolo_service).items()
         if (not name.startswith("_") or name == "__version__") and not inspect.ismodule(value)
     ]
     assert yolo_service.__all__ == sorted(public, key=str.casefold)
