@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run api ui test lint system-deps bench clean
+.PHONY: install run api ui test lint system-deps bench student clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test: install system-deps lint
 
 bench: install  ## speed figures (not a test): in-process vs HTTP, requests/s
 	YOLO_SERVICE_OFFLINE=1 $(PY) benchmarks/bench_predict.py
+
+student:  ## the learners' notebooks in student/: solutions replaced by `...` (needs the venv: make install)
+	$(PY) scripts/make_student_notebooks.py
 
 clean:
 	rm -rf $(VENV) build test-artifacts .pytest_cache
