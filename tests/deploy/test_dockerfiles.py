@@ -142,7 +142,9 @@ def test_runtime_is_the_default_target_and_carries_no_torch():
     assert BACKEND.env("torch")["YOLO_SERVICE_ENGINE"] == "ultralytics"
     weights = [ins for ins in BACKEND.chain("runtime")[-1].instructions if ins.keyword == "COPY" and "from" in ins.args]
     assert weights and copy_sources(weights[0])[1]["from"] == "builder" and ".onnx" in weights[0].args
-    exports = [ins.args for ins in BACKEND.effective("builder") if ins.keyword == "RUN" and ins.args.startswith("yolo-service")]
+    exports = [
+        ins.args for ins in BACKEND.effective("builder") if ins.keyword == "RUN" and ins.args.startswith("yolo-service")
+    ]
     assert exports == ['yolo-service export "${MODEL}"'] and BACKEND.args("builder")["MODEL"] == "yolo26n"
 
 
