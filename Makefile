@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run api ui test lint system-deps bench student clean
+.PHONY: install run api ui lab docs test lint system-deps bench student clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ api: install
 
 ui: install
 	$(VENV)/bin/yolo-service ui
+
+# JupyterLab on :8888 for the Codespace's forwarded port: the learners' notebooks (student/, from
+# `make student`) when they exist, else the instructors' (notebooks/). Open the printed URL (it has the token).
+LAB_DIR ?= $(if $(wildcard student/*.ipynb),student,notebooks)
+lab: install
+	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=$(LAB_DIR)
+
+# The workshop as a web site, rebuilt on every edit: http://localhost:8001 (8000 is the API's).
+docs: install
+	$(VENV)/bin/mkdocs serve --dev-addr 0.0.0.0:8001
 
 # Debian packages the tests drive: Chromium (the browser test). The compose file is checked against the
 # Compose Specification's schema (check-jsonschema), not with the old v1 binary.

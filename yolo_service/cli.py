@@ -1,4 +1,4 @@
-"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, download, train-demo.
+"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, samples, download, train-demo.
 
 Each command is a few lines over the library; heavy imports (torch, uvicorn,
 streamlit) happen inside the command that needs them, so ``yolo-service --help``
@@ -205,6 +205,27 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _samples(args: argparse.Namespace) -> int:
+    """Print the sample images' paths (Ultralytics' photos; the generated scenes once written to --out)."""
+    from .samples import sample_files
+
+    files = sample_files(args.out)
+    if args.name:
+        if args.name not in files:
+            hint = "" if args.out else " (generated scenes need --out DIR)"
+            print(f"error: no sample {args.name!r}{hint}; choose one of: {', '.join(files) or 'none'}", file=sys.stderr)
+            return 1
+        print(files[args.name])
+        return 0
+    for name, path in files.items():
+        print(f"{name:<28}{path}")
+    if not files:
+        print("no photos: Ultralytics is not installed here", file=sys.stderr)
+    if not args.out:
+        print("generated scenes for the shapes model: add --out DIR to write them", file=sys.stderr)
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from .models import download
 
@@ -267,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the model catalog")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser("samples", help="sample images: Ultralytics' photos and the generated scenes, as file paths")
+    p.add_argument("name", nargs="?", default=None, help="print only this sample's path (e.g. bus.jpg)")
+    p.add_argument("--out", default=None, help="also write the generated scenes here as PNG files")
+    p.set_defaults(func=_samples)
 
     p = sub.add_parser("download", help="fetch model weights now (needs internet for COCO models)")
     p.add_argument("names", nargs="+")
