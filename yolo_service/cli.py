@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_download)
 
-    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the openvino/onnxruntime engines)")
+    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
     p.add_argument("name")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
     p.add_argument("--out", default=None, help="write the ONNX file here instead")
