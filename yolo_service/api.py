@@ -27,6 +27,7 @@ from .config import Settings, get_settings
 from .drawing import draw_detections
 from .errors import ImageTooLarge, NotReady, Overloaded, YoloServiceError
 from .images import decode_base64, encode_base64, load_image, load_reduced
+from .metrics import instrument
 from .models import ModelRegistry
 from .schema import (
     ErrorResponse,
@@ -276,4 +277,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return await svc.run_predict(data, request)
 
+    instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
     return app

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -335,6 +336,7 @@ class ModelRegistry:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._default: str | None = None
+        self.on_predict: list[Callable[[PredictResponse], None]] = []  # observers, e.g. the /metrics histograms
 
     def loaded(self, name: str) -> bool:
         """True once ``name`` is loaded in this process."""
@@ -419,12 +421,15 @@ class ModelRegistry:
         width, height = original_size or picture.size
         if (width, height) != picture.size:
             detections = [_scaled(d, width / picture.width, height / picture.height, width, height) for d in detections]
-        return PredictResponse(
+        response = PredictResponse(
             model=detector.spec.name,
             detections=detections,
             time=round(elapsed, 4),
             image=ImageInfo(width=width, height=height),
         )
+        for observe in self.on_predict:
+            observe(response)
+        return response
 
 
 def _scaled(detection: Detection, sx: float, sy: float, width: int, height: int) -> Detection:
