@@ -1,4 +1,5 @@
-"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, samples, download, train-demo.
+"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, samples, download,
+export, bench, train-demo.
 
 Each command is a few lines over the library; heavy imports (torch, uvicorn,
 streamlit) happen inside the command that needs them, so ``yolo-service --help``
@@ -234,6 +235,26 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Export a model to ONNX next to its weights, for the torch-free engines."""
+    from .engines import export_onnx
+    from .models import ModelCatalog
+
+    catalog = ModelCatalog()
+    catalog.download(args.name)
+    path = export_onnx(catalog.spec(args.name), Path(args.out) if args.out else None, imgsz=args.imgsz)
+    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Measure the engines, the HTTP server and memory; write bench.json and bench.png."""
+    from .bench import run_bench
+
+    run_bench(Path(args.out), quick=args.quick)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainingConfig, train_shapes
 
@@ -297,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="fetch model weights now (needs internet for COCO models)")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
+    p.add_argument("name")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")
+    p.add_argument("--out", default="bench", help="directory for bench.json and bench.png")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke run in about a minute")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train-demo", help="regenerate the shapes data and retrain the bundled model (CPU)")
     p.add_argument("--workdir", default="build/train-demo")
