@@ -43,8 +43,8 @@ lint: install
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
-bench: install  ## speed figures (not a test): in-process vs HTTP, requests/s
-	YOLO_SERVICE_OFFLINE=1 $(PY) benchmarks/bench_predict.py
+bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
+	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) build test-artifacts .pytest_cache
+	rm -rf $(VENV) build bench test-artifacts .pytest_cache
