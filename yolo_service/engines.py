@@ -53,7 +53,7 @@ def load_detector(spec: ModelSpec, settings: Settings) -> Any:
     if settings.engine == "ultralytics":
         from .models import Detector
 
-        return Detector(spec, settings.threads, settings.replicas)
+        return Detector(spec, settings.threads, settings.replicas, settings)
     onnx_path = spec.exported
     if not onnx_path.is_file():
         raise ModelUnavailable(
@@ -216,6 +216,7 @@ class ExportedDetector:
     def __init__(self, spec: ModelSpec, path: Path, settings: Settings) -> None:
         self.spec = spec
         self.path = path
+        self.settings = settings  # the default thresholds
         self.engine = settings.engine
         self.threads = settings.threads
         self.precision = settings.precision
@@ -329,12 +330,18 @@ class ExportedDetector:
         self,
         image: Image.Image,
         *,
-        confidence: float = 0.25,
-        iou: float = 0.7,
+        confidence: float | None = None,
+        iou: float | None = None,
         classes: list[str] | None = None,
-        max_detections: int = 300,
+        max_detections: int | None = None,
     ) -> tuple[list[Detection], float]:
-        """Detect objects in an RGB image; return detections (its pixels) and seconds taken."""
+        """Detect objects in an RGB image; return detections (its pixels) and seconds taken.
+
+        Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
+        """
+        confidence = self.settings.confidence if confidence is None else confidence
+        iou = self.settings.iou if iou is None else iou
+        max_detections = self.settings.max_detections if max_detections is None else max_detections
         ids = self.class_ids(classes)
         started = time.perf_counter()
         tensor, gain, (left, top) = letterbox(image, self.input_size)

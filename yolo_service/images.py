@@ -1,4 +1,4 @@
-"""Decode, validate and encode images: bytes or base64 in, an upright RGB ``PIL.Image`` out.
+"""Decode, validate and encode images: bytes, a path or base64 in, an upright RGB ``PIL.Image`` out.
 
 Every check happens before pixels are decoded: the byte size, the format, and the
 pixel count read from the header, so a few-KB file that declares 30000x30000 pixels
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
 import math
+import os
 import re
 import sys
 import warnings
@@ -22,6 +24,13 @@ from .config import Settings, get_settings
 from .errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
 __all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "load_reduced", "read_image_bytes"]
+
+# What Pillow raises for a damaged file, beyond UnidentifiedImageError, found by fuzzing
+# (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
+# WebP "could not create decoder object"), SyntaxError and ValueError (bad PNG/JPEG structure,
+# oversized PNG text), EOFError, and, from mutated TIFF headers, TypeError and OverflowError
+# (a tag of the wrong type or size used as a file offset).
+CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError)
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
@@ -45,14 +54,30 @@ def decode_base64(data: str) -> bytes:
 
 
 def read_image_bytes(source: bytes | str | Path) -> bytes:
-    """Bytes of an image given as bytes, a file path, or a base64 string."""
+    """Bytes of an image given as file bytes, a file path (``str`` or ``Path``) or a ``data:`` URL.
+
+    A ``str`` is always a path, as everywhere in the library: base64 text goes through
+    :func:`decode_base64` (or comes as a ``data:image/...;base64,`` URL).
+
+    Raises:
+        FileNotFoundError: no file at that path.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source)
-    if isinstance(source, Path):
-        return source.read_bytes()
-    if isinstance(source, str):
+    if isinstance(source, str) and _DATA_URL.match(source.lstrip()):
         return decode_base64(source)
-    raise TypeError(f"expected bytes, a Path, a base64 str or a PIL image, not {type(source).__name__}")
+    if isinstance(source, str | Path):
+        try:
+            if not str(source).strip():
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
+            return Path(source).read_bytes()
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG:  # long base64 text, say
+                missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source)[:200])
+                missing.add_note("a str image is a file path; decode base64 text with yolo_service.decode_base64()")
+                raise missing from None
+            raise
+    raise TypeError(f"expected bytes, a path, a data: URL or a PIL image, not {type(source).__name__}")
 
 
 def load_image(
@@ -99,6 +124,8 @@ def load_image(
         raise InvalidImage(
             f"the data is not an image Pillow can read ({len(data)} bytes): send a PNG, JPEG, WebP, BMP or TIFF file"
         ) from exc
+    except CORRUPT_FILE_ERRORS as exc:  # a known signature, then a broken header
+        raise _corrupt(exc) from exc
     if (image.format or "").upper() not in formats:
         raise UnsupportedImageFormat(
             f"image format {image.format} is not allowed; allowed: {', '.join(sorted(formats))}"
@@ -108,10 +135,18 @@ def load_image(
         image.seek(0)
         original = _upright_size(image)
         _draft(image, target_size)
-        image.load()
-        return _reduce(_to_rgb(ImageOps.exif_transpose(image)), target_size, original)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's ways to say "truncated/corrupt"
-        raise InvalidImage(f"the image could not be decoded ({exc}): is the file complete?") from exc
+        image.load()  # decodes the pixels: most damage shows here
+        upright = ImageOps.exif_transpose(image)
+    except CORRUPT_FILE_ERRORS as exc:
+        raise _corrupt(exc) from exc
+    return _reduce(_to_rgb(upright), target_size, original)
+
+
+def _corrupt(exc: Exception) -> InvalidImage | ImageTooLarge:
+    """The library's error for what Pillow raised while reading a damaged file."""
+    if "MAX_TEXT_" in str(exc):  # PngImagePlugin.MAX_TEXT_CHUNK/MEMORY: compressed text inflating to megabytes
+        return ImageTooLarge(f"the image's metadata is too large once decompressed ({exc})")
+    return InvalidImage(f"the image could not be decoded ({exc}): is the file complete?")
 
 
 def load_reduced(

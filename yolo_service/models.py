@@ -239,7 +239,7 @@ class Detector:
     weights and thread count, so every result is identical to a serial call.
     """
 
-    def __init__(self, spec: ModelSpec, threads: int, replicas: int = 1) -> None:
+    def __init__(self, spec: ModelSpec, threads: int, replicas: int = 1, settings: Settings | None = None) -> None:
         try:
             _import_ultralytics()
             from ultralytics import YOLO
@@ -250,6 +250,7 @@ class Detector:
             ) from exc
 
         self.spec = spec
+        self.settings = settings or get_settings()  # the default thresholds
         self.imgsz = spec.imgsz
         self.replicas = max(1, replicas)
         self.threads = max(1, threads // self.replicas)
@@ -281,14 +282,21 @@ class Detector:
         self,
         image: Image.Image,
         *,
-        confidence: float = 0.25,
-        iou: float = 0.7,
+        confidence: float | None = None,
+        iou: float | None = None,
         classes: list[str] | None = None,
-        max_detections: int = 300,
+        max_detections: int | None = None,
     ) -> tuple[list[Detection], float]:
-        """Detect objects in an RGB image; return detections (original pixels) and seconds taken."""
+        """Detect objects in an RGB image; return detections (original pixels) and seconds taken.
+
+        Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
+        """
         import torch
 
+        defaults = self.settings
+        confidence = defaults.confidence if confidence is None else confidence
+        iou = defaults.iou if iou is None else iou
+        max_detections = defaults.max_detections if max_detections is None else max_detections
         ids = self.class_ids(classes)
         model = self._pool.get()  # blocks while every copy is busy
         try:
@@ -410,13 +418,8 @@ class ModelRegistry:
         (:func:`~yolo_service.images.load_reduced`); boxes and the reported size are in its pixels.
         """
         detector = self.get(model)
-        s = self.settings
         detections, elapsed = detector.predict(
-            picture,
-            confidence=s.confidence if confidence is None else confidence,
-            iou=s.iou if iou is None else iou,
-            classes=classes,
-            max_detections=s.max_detections if max_detections is None else max_detections,
+            picture, confidence=confidence, iou=iou, classes=classes, max_detections=max_detections
         )
         width, height = original_size or picture.size
         if (width, height) != picture.size:
@@ -460,7 +463,8 @@ def predict(image: Image.Image | bytes | str | Path, model: str | None = None, *
     """Detect objects in an image, in this process.
 
     Args:
-        image: a PIL image, the file's bytes, a path, or base64 text.
+        image: a PIL image, the file's bytes, or a file path (a ``str`` is always a path; decode
+            base64 text with :func:`~yolo_service.images.decode_base64` first, or pass a ``data:`` URL).
         model: a catalog name (``shapes``, ``yolo26n`` …); the default model when None.
         **options: ``confidence``, ``iou``, ``classes`` (names), ``max_detections``.
 
