@@ -58,7 +58,8 @@ from .errors import (
     Unauthorized,
     YoloServiceError,
 )
-from .images import decode_base64, load_image
+from .images import decode_base64, load_reduced
+from .metrics import instrument
 from .models import ModelRegistry
 from .schema import (
     Detection,
@@ -109,9 +110,9 @@ _STATUS_ERRORS: dict[int, type[YoloServiceError]] = {
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses: each error code answered with :class:`ErrorResponse`, 500 always."""
+    """OpenAPI responses: each error code answered with :class:`ErrorResponse` (500 and 401: see _openapi)."""
     responses: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({*codes, 500}):
+    for code in sorted(codes):
         responses[code] = {"model": ErrorResponse, "description": _WHEN[code]}
         if code == 503:
             responses[code]["headers"] = {
@@ -199,17 +200,25 @@ class Service:
         """Check readiness, decode, predict, optionally annotate: the blocking part of a request."""
         if not options.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
-        image = load_image(data, settings=self.settings)
+        # Decode only what is needed (a JPEG at 1/2, 1/4 or 1/8 scale): what the model sees, or the bounded
+        # annotated image when asked for. Boxes come back in the original's pixels either way.
+        size = self.registry.input_size(options.model)
+        if options.annotate:
+            size = max(size, self.settings.annotate_max_side)
+        image, original = load_reduced(data, size, settings=self.settings)
         response = self.registry.predict_image(
             image,
             options.model,
+            original_size=original,
             confidence=options.confidence,
             iou=options.iou,
             classes=options.classes,
             max_detections=options.max_detections,
         )
         if options.annotate:
-            response.annotated_image = annotated_jpeg(image, response.detections, self.settings.annotate_max_side)
+            response.annotated_image = annotated_jpeg(
+                image, response.detections, original, self.settings.annotate_max_side
+            )
         return response
 
     async def run_predict(self, data: bytes, options: PredictOptions) -> PredictResponse:
@@ -217,19 +226,22 @@ class Service:
         return await anyio.to_thread.run_sync(self.predict, data, options, limiter=self.slots)
 
 
-def annotated_jpeg(image: Any, detections: list[Detection], max_side: int) -> str:
-    """Base64 JPEG of ``image`` with ``detections`` drawn, scaled so its longest side is at most ``max_side``."""
+def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int, int], max_side: int) -> str:
+    """Base64 JPEG of ``image`` with ``detections`` (in ``original`` pixels) drawn, its longest side <= ``max_side``."""
     import base64
     import io
 
     from PIL import Image
 
-    scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
+    if max(image.size) > max_side:
+        scale = max_side / max(image.size)
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    sx, sy = image.width / original[0], image.height / original[1]
+    if (sx, sy) != (1.0, 1.0):
         detections = [
             d.model_copy(
-                update={k: round(getattr(d, k) * scale) for k in ("x_min", "y_min", "x_max", "y_max")},
+                update={"x_min": round(d.x_min * sx), "x_max": round(d.x_max * sx)}
+                | {"y_min": round(d.y_min * sy), "y_max": round(d.y_max * sy)}
             )
             for d in detections
         ]
@@ -352,17 +364,21 @@ class Admission:
 
 
 def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
-    """The OpenAPI schema; with an API key configured, it declares the key on every protected route."""
+    """The OpenAPI schema: every operation documents its 500 (and, with an API key, its 401) as ErrorResponse."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("500", {"description": _WHEN[500], **error})
+                if settings.api_key is not None and path not in OPEN_PATHS:
+                    responses.setdefault("401", {"description": _WHEN[401], **error})
+                    operation["security"] = [{"APIKey": []}]
         if settings.api_key is not None:
             schema.setdefault("components", {})["securitySchemes"] = {
                 "APIKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
             }
-            for path, operations in schema["paths"].items():
-                if path not in OPEN_PATHS:
-                    for operation in operations.values():
-                        operation["security"] = [{"APIKey": []}]
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -371,7 +387,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API app for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     service = Service(settings)
-    guarded = (401,) if settings.api_key is not None else ()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -404,19 +419,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for kind in (YoloServiceError, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, handle_error)
 
-    @app.get("/", summary="The service's title", responses=_responses())
+    @app.get("/", summary="The service's title")
     def root() -> str:
         return TITLE
 
-    @app.get("/version", summary="The service's version", responses=_responses())
+    @app.get("/version", summary="The service's version")
     def version() -> str:
         return __version__
 
-    @app.get("/describe", summary="What the service does", responses=_responses())
+    @app.get("/describe", summary="What the service does")
     def describe() -> str:
         return DESCRIPTION
 
-    @app.get("/health", summary="Liveness: 200 as soon as the process serves", responses=_responses())
+    @app.get("/health", summary="Liveness: 200 as soon as the process serves")
     def health() -> HealthResponse:
         return HealthResponse()
 
@@ -426,14 +441,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise NotReady(svc.load_error or "the default model is still loading")
         return ReadyResponse(default_model=svc.registry.default_model())
 
-    @app.get("/models", summary="The names of the models this service can serve", responses=_responses(*guarded))
+    @app.get("/models", summary="The names of the models this service can serve")
     def models(svc: ServiceDep) -> list[str]:
         return svc.registry.catalog.names()
 
     @app.get(
         "/models/{name}",
         summary="One model: classes, source, loaded, available offline",
-        responses=_responses(*guarded, 404, 422, 503),
+        responses=_responses(404, 422, 503),
     )
     def model_info(name: Annotated[str, PathParam(examples=["shapes"])], svc: ServiceDep) -> ModelInfo:
         registry = svc.registry
@@ -443,7 +458,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             info.classes = registry.get(name).classes
         return info
 
-    predict_errors = _responses(*guarded, 400, 404, 413, 415, 422, 503)
+    predict_errors = _responses(400, 404, 413, 415, 422, 503)
 
     @app.post(
         "/predict",
@@ -485,4 +500,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data = await image.read()
         return await svc.run_predict(data, options)
 
+    instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
     return app
