@@ -111,7 +111,7 @@ def instrument(app: FastAPI, service: Any) -> Metrics:
     """Add ``GET /metrics`` and the counting middleware to ``app``; call it after the other middleware."""
     from fastapi.responses import PlainTextResponse
 
-    metrics = Metrics(queue_depth=lambda: getattr(service, "_in_flight", 0))
+    metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
     service.registry.on_predict.append(metrics.observe_prediction)
 
     @functools.cache
