@@ -65,20 +65,41 @@ def test_relative_links_resolve(path):
 
 def test_the_site_builds_strictly_with_every_page_in_the_navigation(tmp_path):
     """``mkdocs build --strict``: a broken link, an unknown anchor or a page outside the nav fails it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
-    )
+    result = build_site(ROOT, "--site-dir", str(tmp_path / "site"))
     assert result.returncode == 0, result.stderr
     site = tmp_path / "site"
     for step in STEPS:  # each page, and the notebook it links, published with the site
         assert f'href="../repo/notebooks/{step}.ipynb"' in (site / step / "index.html").read_text()
         assert (site / "repo" / "notebooks" / f"{step}.ipynb").is_file()
     assert not (ROOT / "site").exists()
+
+
+def build_site(project, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_hook_publishes_linked_repository_files_and_a_missing_one_fails_the_build(tmp_path):
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "notes.txt").write_text("a repository file\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        f"site_name: t\ndocs_dir: pages\nhooks: [{ROOT / 'scripts' / 'mkdocs_hooks.py'}]\n"
+        "validation: {not_found: warn}\n"
+    )
+    page = tmp_path / "pages" / "index.md"
+    page.write_text("[notes](../notes.txt)\n")
+    assert build_site(tmp_path).returncode == 0
+    assert (tmp_path / "site" / "repo" / "notes.txt").read_text() == "a repository file\n"
+    assert 'href="repo/notes.txt"' in (tmp_path / "site" / "index.html").read_text()
+    page.write_text("[gone](../missing.txt)\n")
+    failed = build_site(tmp_path)
+    assert failed.returncode != 0 and "../missing.txt" in failed.stderr
 
 
 def test_navigation_is_the_steps_in_order():
