@@ -57,7 +57,7 @@ def tracked_files() -> set[str]:
     return set(listing.splitlines())
 
 
-@pytest.mark.parametrize("path", DOCS + NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DOCS + NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(path):
     targets = [t for t in LINK.findall(markdown_of(path)) if not t.startswith(("http://", "https://"))]
     assert [t for t in targets if not (path.parent / t).exists()] == []
