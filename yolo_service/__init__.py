@@ -29,6 +29,7 @@ from .errors import (
 )
 from .images import decode_base64, encode_base64, encode_image, load_image
 from .models import COCO_MODELS, ModelCatalog, ModelRegistry, download, predict
+from .samples import sample_files, sample_photos
 from .schema import Detection, ImageInfo, ModelInfo, PredictRequest, PredictResponse, box_iou
 from .shapes import SHAPE_CLASSES, Shape, draw_scene, random_scene, sample_scene, sample_scenes
 
@@ -62,6 +63,8 @@ __all__ = [
     "PredictRequest",
     "PredictResponse",
     "random_scene",
+    "sample_files",
+    "sample_photos",
     "sample_scene",
     "sample_scenes",
     "ServiceUnavailable",

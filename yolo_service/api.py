@@ -26,7 +26,8 @@ from . import __version__
 from .config import Settings, get_settings
 from .drawing import draw_detections
 from .errors import ImageTooLarge, NotReady, Overloaded, YoloServiceError
-from .images import decode_base64, encode_base64, load_image
+from .images import decode_base64, encode_base64, load_image, load_reduced
+from .metrics import instrument
 from .models import ModelRegistry
 from .schema import (
     ErrorResponse,
@@ -97,10 +98,15 @@ class Service:
         """Check readiness, decode, predict, optionally annotate: the blocking part of a request."""
         if not request.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
-        image = load_image(data, settings=self.settings)
+        # Decode only what the model sees (boxes come back in the original's pixels); annotate draws on the original.
+        if request.annotate:
+            image, original = load_image(data, settings=self.settings), None
+        else:
+            image, original = load_reduced(data, self.registry.input_size(request.model), settings=self.settings)
         response = self.registry.predict_image(
             image,
             request.model,
+            original_size=original,
             confidence=request.confidence,
             iou=request.iou,
             classes=request.classes,
@@ -271,4 +277,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return await svc.run_predict(data, request)
 
+    instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
     return app

@@ -17,7 +17,7 @@ import httpx
 from PIL import Image
 
 from .errors import BackendUnreachable, YoloServiceError, error_class
-from .images import encode_base64, encode_image
+from .images import encode_base64, encode_image, read_image_bytes
 from .schema import ModelInfo, PredictResponse
 
 __all__ = ["Client"]
@@ -31,8 +31,7 @@ def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
         return encode_image(image.convert("RGB") if image.mode not in {"RGB", "RGBA", "L"} else image), "image.png"
     if isinstance(image, bytes | bytearray):
         return bytes(image), "image"
-    path = Path(image)
-    return path.read_bytes(), path.name
+    return read_image_bytes(image), Path(image).name  # a str is a path, as in the whole library
 
 
 class Client:

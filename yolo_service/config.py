@@ -11,7 +11,7 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
+    # ultralytics: PyTorch, the reference (any .pt). openvino / onnxruntime: the model's exported
+    # NAME.onnx with no torch (`yolo-service export NAME`); the slim image sets openvino.
+    engine: Literal["ultralytics", "openvino", "onnxruntime"] = "ultralytics"
+    # OpenVINO's inference precision; auto: its default (bf16 where the CPU has it, else f32).
+    precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
     confidence: float = Field(0.25, ge=0.0, le=1.0)
     iou: float = Field(0.7, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=1000)

@@ -47,7 +47,7 @@ def test_png_round_trip_keeps_pixels(scene_png):
 
 def test_base64_and_data_url_and_wrapped_lines(scene_png):
     text = encode_base64(scene_png)
-    assert load_image(text).size == (640, 480)
+    assert load_image(decode_base64(text)).size == (640, 480)
     assert load_image("data:image/png;base64," + text).size == (640, 480)
     wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
     assert decode_base64(wrapped) == scene_png
@@ -91,13 +91,25 @@ def test_sixteen_bit_grey_is_scaled_to_eight_bits():
         (b"", InvalidImage, "empty"),
         (bytes(range(256)) * 4, InvalidImage, "not an image"),
         (b"just some text\n", InvalidImage, "not an image"),
-        ("@@not base64@@", InvalidImage, "not valid base64"),
-        ("", InvalidImage, "empty"),
+        ("data:image/png;base64,@@not base64@@", InvalidImage, "not valid base64"),
+        ("data:image/png;base64,", InvalidImage, "empty"),
     ],
 )
 def test_bad_input_raises_typed_errors(data, error, message):
     with pytest.raises(error, match=message):
         load_image(data)
+
+
+def test_a_str_is_a_path(scene_png, tmp_path):
+    (tmp_path / "scene.png").write_bytes(scene_png)
+    assert load_image(str(tmp_path / "scene.png")).size == load_image(tmp_path / "scene.png").size == (640, 480)
+    with pytest.raises(FileNotFoundError, match="No such file or directory") as info:
+        load_image(str(tmp_path / "missing.png"))
+    assert info.value.filename == str(tmp_path / "missing.png")
+    for not_a_path in (encode_base64(scene_png), "", "   "):  # base64 text is not silently guessed
+        with pytest.raises(FileNotFoundError) as info:
+            load_image(not_a_path)
+        assert "decode_base64" in info.value.__notes__[0]
 
 
 def test_truncated_png(scene_png):
