@@ -1,4 +1,5 @@
-"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, download, train-demo.
+"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, samples, download,
+export, bench, train-demo.
 
 Each command is a few lines over the library; heavy imports (torch, uvicorn,
 streamlit) happen inside the command that needs them, so ``yolo-service --help``
@@ -11,8 +12,8 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -91,26 +92,24 @@ def _up(args: argparse.Namespace) -> int:
     if script is None:
         print("error: frontend/app.py not found: run from a clone of the repository", file=sys.stderr)
         return 2
-    api_env = {**os.environ, "PORT": str(args.api_port)}
-    api = subprocess.Popen([sys.executable, "-m", "yolo_service", "serve"], env=api_env)
-    ui_env = {**os.environ, "BACKEND_URL": f"http://localhost:{args.api_port}"}
-    ui = subprocess.Popen(_streamlit_argv(script, args.ui_port), env=ui_env)
-    print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
-    try:
-        while api.poll() is None and ui.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for proc in (ui, api):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (ui, api):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return 0 if (api.returncode or 0) in (0, -signal.SIGTERM) else 1
+    from .processes import LocalServer
+
+    api = LocalServer([sys.executable, "-m", "yolo_service", "serve"], args.api_port, wait=False, show_output=True)
+    ui = LocalServer(
+        _streamlit_argv(script, args.ui_port),
+        args.ui_port,
+        env={"BACKEND_URL": f"http://localhost:{args.api_port}"},
+        wait=False,
+        show_output=True,
+    )
+    with api, ui:  # leaving the block stops both (SIGTERM, then kill), whatever happened
+        print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
+        try:
+            while api.running and ui.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0 if (api.stop() or 0) in (0, -signal.SIGTERM) else 1  # stop() again only reads the exit code
 
 
 def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
@@ -129,7 +128,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .images import load_image
     from .models import predict
 
-    image = load_image(Path(args.image))
+    image = load_image(args.image)  # a str is a path, everywhere in the library
     response = predict(
         image, args.model, confidence=args.confidence, classes=args.classes.split(",") if args.classes else None
     )
@@ -207,6 +206,27 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _samples(args: argparse.Namespace) -> int:
+    """Print the sample images' paths (Ultralytics' photos; the generated scenes once written to --out)."""
+    from .samples import sample_files
+
+    files = sample_files(args.out)
+    if args.name:
+        if args.name not in files:
+            hint = "" if args.out else " (generated scenes need --out DIR)"
+            print(f"error: no sample {args.name!r}{hint}; choose one of: {', '.join(files) or 'none'}", file=sys.stderr)
+            return 1
+        print(files[args.name])
+        return 0
+    for name, path in files.items():
+        print(f"{name:<28}{path}")
+    if not files:
+        print("no photos: Ultralytics is not installed here", file=sys.stderr)
+    if not args.out:
+        print("generated scenes for the shapes model: add --out DIR to write them", file=sys.stderr)
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from .models import download
 
@@ -215,12 +235,33 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Export a model to ONNX next to its weights, for the torch-free engines."""
+    from .engines import export_onnx
+    from .models import ModelCatalog
+
+    catalog = ModelCatalog()
+    catalog.download(args.name)
+    path = export_onnx(catalog.spec(args.name), Path(args.out) if args.out else None, imgsz=args.imgsz)
+    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Measure the engines, the HTTP server and memory; write bench.json and bench.png."""
+    from .bench import run_bench
+
+    run_bench(Path(args.out), quick=args.quick)
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainingConfig, train_shapes
 
     overrides = {"epochs": args.epochs, "train_images": args.images, "imgsz": args.imgsz}
     config = TrainingConfig(**{k: v for k, v in overrides.items() if v is not None})
-    record = train_shapes(Path(args.workdir), config, install=args.install)
+    command = shlex.join(["yolo-service", *args.argv])  # the record says what really ran
+    record = train_shapes(Path(args.workdir), config, install=args.install, command=command)
     print(json.dumps({k: record[k] for k in ("heldout", "seconds")}, indent=2))
     return 0
 
@@ -269,9 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model catalog")
     p.set_defaults(func=_models)
 
+    p = sub.add_parser("samples", help="sample images: Ultralytics' photos and the generated scenes, as file paths")
+    p.add_argument("name", nargs="?", default=None, help="print only this sample's path (e.g. bus.jpg)")
+    p.add_argument("--out", default=None, help="also write the generated scenes here as PNG files")
+    p.set_defaults(func=_samples)
+
     p = sub.add_parser("download", help="fetch model weights now (needs internet for COCO models)")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
+    p.add_argument("name")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")
+    p.add_argument("--out", default="bench", help="directory for bench.json and bench.png")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke run in about a minute")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train-demo", help="regenerate the shapes data and retrain the bundled model (CPU)")
     p.add_argument("--workdir", default="build/train-demo")
@@ -286,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(
         level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

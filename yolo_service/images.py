@@ -1,4 +1,4 @@
-"""Decode, validate and encode images: bytes or base64 in, an upright RGB ``PIL.Image`` out.
+"""Decode, validate and encode images: bytes, a path or base64 in, an upright RGB ``PIL.Image`` out.
 
 Every check happens before pixels are decoded: the byte size, the format, and the
 pixel count read from the header, so a few-KB file that declares 30000x30000 pixels
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
+import math
+import os
 import re
 import sys
 import warnings
@@ -20,7 +23,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import Settings, get_settings
 from .errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
-__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "read_image_bytes"]
+__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "load_reduced", "read_image_bytes"]
+
+# What Pillow raises for a damaged file, beyond UnidentifiedImageError, found by fuzzing
+# (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
+# WebP "could not create decoder object"), SyntaxError and ValueError (bad PNG/JPEG structure,
+# oversized PNG text), EOFError, and, from mutated TIFF headers, TypeError and OverflowError
+# (a tag of the wrong type or size used as a file offset).
+CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError)
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
@@ -44,14 +54,30 @@ def decode_base64(data: str) -> bytes:
 
 
 def read_image_bytes(source: bytes | str | Path) -> bytes:
-    """Bytes of an image given as bytes, a file path, or a base64 string."""
+    """Bytes of an image given as file bytes, a file path (``str`` or ``Path``) or a ``data:`` URL.
+
+    A ``str`` is always a path, as everywhere in the library: base64 text goes through
+    :func:`decode_base64` (or comes as a ``data:image/...;base64,`` URL).
+
+    Raises:
+        FileNotFoundError: no file at that path.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source)
-    if isinstance(source, Path):
-        return source.read_bytes()
-    if isinstance(source, str):
+    if isinstance(source, str) and _DATA_URL.match(source.lstrip()):
         return decode_base64(source)
-    raise TypeError(f"expected bytes, a Path, a base64 str or a PIL image, not {type(source).__name__}")
+    if isinstance(source, str | Path):
+        try:
+            if not str(source).strip():
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
+            return Path(source).read_bytes()
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG:  # long base64 text, say
+                missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(source)[:200])
+                missing.add_note("a str image is a file path; decode base64 text with yolo_service.decode_base64()")
+                raise missing from None
+            raise
+    raise TypeError(f"expected bytes, a path, a data: URL or a PIL image, not {type(source).__name__}")
 
 
 def load_image(
@@ -61,12 +87,14 @@ def load_image(
     max_pixels: int | None = None,
     formats: frozenset[str] | set[str] | None = None,
     settings: Settings | None = None,
+    target_size: int | None = None,
 ) -> Image.Image:
     """Validate and decode an image into an upright RGB image.
 
     EXIF orientation is applied (boxes are in the orientation people see), multi-frame
     files give their first frame, transparency is flattened onto white. Limits not
     given come from ``settings`` (default: :func:`~yolo_service.config.get_settings`).
+    ``target_size``: reduce the image so its longest side is at most this (see :func:`load_reduced`).
 
     Raises:
         InvalidImage: empty, not an image, or truncated.
@@ -80,7 +108,7 @@ def load_image(
 
     if isinstance(source, Image.Image):
         _check_pixels(source.size, max_pixels)
-        return _to_rgb(ImageOps.exif_transpose(source))
+        return _reduce(_to_rgb(ImageOps.exif_transpose(source)), target_size)
     data = read_image_bytes(source)
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
@@ -96,6 +124,8 @@ def load_image(
         raise InvalidImage(
             f"the data is not an image Pillow can read ({len(data)} bytes): send a PNG, JPEG, WebP, BMP or TIFF file"
         ) from exc
+    except CORRUPT_FILE_ERRORS as exc:  # a known signature, then a broken header
+        raise _corrupt(exc) from exc
     if (image.format or "").upper() not in formats:
         raise UnsupportedImageFormat(
             f"image format {image.format} is not allowed; allowed: {', '.join(sorted(formats))}"
@@ -103,10 +133,69 @@ def load_image(
     _check_pixels(image.size, max_pixels)
     try:
         image.seek(0)
-        image.load()
-        return _to_rgb(ImageOps.exif_transpose(image))
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's ways to say "truncated/corrupt"
-        raise InvalidImage(f"the image could not be decoded ({exc}): is the file complete?") from exc
+        original = _upright_size(image)
+        _draft(image, target_size)
+        image.load()  # decodes the pixels: most damage shows here
+        upright = ImageOps.exif_transpose(image)
+    except CORRUPT_FILE_ERRORS as exc:
+        raise _corrupt(exc) from exc
+    return _reduce(_to_rgb(upright), target_size, original)
+
+
+def _corrupt(exc: Exception) -> InvalidImage | ImageTooLarge:
+    """The library's error for what Pillow raised while reading a damaged file."""
+    if "MAX_TEXT_" in str(exc):  # PngImagePlugin.MAX_TEXT_CHUNK/MEMORY: compressed text inflating to megabytes
+        return ImageTooLarge(f"the image's metadata is too large once decompressed ({exc})")
+    return InvalidImage(f"the image could not be decoded ({exc}): is the file complete?")
+
+
+def load_reduced(
+    source: bytes | str | Path | Image.Image, target_size: int, **limits: object
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Validate and decode an image reduced to what a model of input size ``target_size`` sees.
+
+    A JPEG is decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft mode: a 6000x6000 photo for a
+    640 px model never exists at full size in memory), then resized so its longest side is
+    ``target_size``; smaller images are left as they are. ``limits`` are :func:`load_image`'s.
+
+    Returns:
+        The upright RGB image, and the (width, height) of the original upright image, which
+        boxes found on the reduced image are mapped back to.
+    """
+    image = load_image(source, target_size=target_size, **limits)  # type: ignore[arg-type]
+    return image, image.info.pop("original_size", image.size)
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The size people see: width and height swapped when the EXIF orientation turns the image by 90°."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _draft(image: Image.Image, target_size: int | None) -> None:
+    """Have a JPEG decoded at the smallest 1/2, 1/4 or 1/8 scale still ``target_size`` on its longest side."""
+    if not target_size or image.format not in {"JPEG", "MPO"}:
+        return
+    width, height = image.size
+    scale = target_size / max(width, height)
+    if scale < 1:
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def _reduce(image: Image.Image, target_size: int | None, original: tuple[int, int] | None = None) -> Image.Image:
+    """Resize so the longest side is ``target_size`` (if larger); remember the original size in ``info``."""
+    original = original or image.size
+    if target_size and max(image.size) > target_size:
+        scale = target_size / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    if image.size != original:
+        image.info["original_size"] = original
+    return image
 
 
 def _open(fp: io.BytesIO) -> Image.Image:

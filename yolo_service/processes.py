@@ -2,7 +2,7 @@
 
 ``LocalServer`` starts a command on a free loopback port, waits until a path answers
 200, and stops the process (SIGTERM, then kill) on exit, so a notebook cell or a test
-never leaves a server behind.
+never leaves a server behind, even when the server never becomes ready.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -44,6 +45,9 @@ class LocalServer:
         ready_path: the path that answers 200 once it serves (``/ready`` for the API).
         timeout: seconds to wait for it.
         log_path: where its output goes (default: a temporary file).
+        wait: wait for ``ready_path`` in :meth:`start`.
+        cwd: the working directory of the process.
+        show_output: let the process write to this terminal instead of the log (``yolo-service up``).
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class LocalServer:
         log_path: Path | None = None,
         wait: bool = True,
         cwd: Path | None = None,
+        show_output: bool = False,
     ) -> None:
         self.port = port or free_port()
         argv = argv or ["yolo-service", "serve", "--host", "127.0.0.1"]
@@ -63,20 +68,42 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PORT": str(self.port), **(env or {})}
         self.ready_path, self.timeout, self.wait, self.cwd = ready_path, timeout, wait, cwd
+        self.show_output = show_output
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="yolo-service-", suffix=".log")[1])
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
 
     def start(self) -> LocalServer:
-        """Start the process and, unless ``wait=False``, wait until it is ready."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.cwd)
+        """Start the process and, unless ``wait=False``, wait until it is ready.
+
+        If it never becomes ready (it exits, or ``timeout`` passes), the process is
+        stopped before the error is raised: a failed start leaves nothing running.
+        """
+        if self.show_output:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd)
+        else:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("wb")
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.cwd
+            )
         if self.wait:
-            self.wait_for(self.ready_path)
+            try:
+                self.wait_for(self.ready_path)
+            except BaseException:  # RuntimeError, TimeoutError, Ctrl-C: stop it, then let the error through
+                self.stop()
+                raise
         return self
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
 
     def wait_for(self, path: str, status: int = 200) -> None:
         """Poll ``path`` until it answers ``status``; raise with the process's output if it dies or times out."""
+        if self.proc is None:
+            raise RuntimeError("the server is not started: call start() first")
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,7 +118,10 @@ class LocalServer:
 
     def log(self) -> str:
         """What the process has printed so far."""
-        self._log.flush()
+        if self.show_output:
+            return "(the output went to the terminal)"
+        if self._log is not None and not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -105,7 +135,8 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> LocalServer:
@@ -115,5 +146,5 @@ class LocalServer:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "not started" if self.proc is None else ("running" if self.proc.poll() is None else "stopped")
+        state = "not started" if self.proc is None else ("running" if self.running else "stopped")
         return f"LocalServer({self.url}, {state})"

@@ -4,6 +4,9 @@
 from :mod:`yolo_service.shapes`, trains a YOLO11n from scratch (no pretrained weights,
 so it works offline), measures mAP50 on a freshly generated held-out set and, when
 asked, installs the weights and a JSON record of how they were made as package data.
+The installed files are package data shipped to every user: the weights are saved
+with what inference needs only (no training arguments, no repository metadata, no
+path of the machine that trained them), and the record states the command that ran.
 Ultralytics is imported inside functions: importing this module stays cheap.
 """
 
@@ -14,16 +17,16 @@ import logging
 import os
 import platform
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .models import BUNDLED_DIR
 from .shapes import SHAPE_CLASSES, random_scene
 
-__all__ = ["TrainingConfig", "evaluate_shapes", "train_shapes", "write_dataset"]
+__all__ = ["TrainingConfig", "evaluate_shapes", "save_for_inference", "train_shapes", "write_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +109,13 @@ def evaluate_shapes(weights: Path, workdir: Path, config: TrainingConfig) -> dic
     return {"map50": round(float(metrics.box.map50), 4), "map50_95": round(float(metrics.box.map), 4)}
 
 
-def train_shapes(workdir: Path, config: TrainingConfig = TrainingConfig(), install: bool = False) -> dict:
+def train_shapes(
+    workdir: Path, config: TrainingConfig = TrainingConfig(), install: bool = False, command: str | None = None
+) -> dict[str, Any]:
     """Generate data, train, evaluate; optionally install weights + record as package data.
+
+    ``command`` is what the record says was run (the CLI passes its own command line);
+    by default, this Python call with its config.
 
     Returns:
         The record written to ``shapes.json`` (config, metrics, timings, versions).
@@ -163,19 +171,43 @@ def train_shapes(workdir: Path, config: TrainingConfig = TrainingConfig(), insta
         },
         "cpu_threads": os.cpu_count(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "yolo-service train-demo --install",
+        "command": command or f"train_shapes(workdir, {config!r}, install={install})",
     }
     if install:
         BUNDLED_DIR.mkdir(exist_ok=True)
-        _strip_checkpoint(best, BUNDLED_DIR / "shapes.pt")
+        save_for_inference(best, BUNDLED_DIR / "shapes.pt", imgsz=config.imgsz)
         (BUNDLED_DIR / "shapes.json").write_text(json.dumps(record, indent=2) + "\n")
         logger.info("installed %s", BUNDLED_DIR / "shapes.pt")
     return record
 
 
-def _strip_checkpoint(source: Path, target: Path) -> None:
-    """Copy weights without the optimizer state (Ultralytics' strip_optimizer): a few MB, not tens."""
-    from ultralytics.utils.torch_utils import strip_optimizer
+def save_for_inference(source: Path, target: Path, imgsz: int) -> None:
+    """Save a trained checkpoint with what inference needs only: the FP16 model and its input size.
 
-    shutil.copyfile(source, target)
-    strip_optimizer(str(target))
+    Ultralytics' checkpoints also carry the training arguments (the data set and run
+    directories: absolute paths of the machine that trained), the git root, dates,
+    metrics and the optimizer. None of it is needed to predict, and package data must
+    not embed this machine's paths. ``YOLO(target)`` loads the result as before.
+    """
+    import torch
+    import ultralytics
+
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    model = checkpoint.get("ema") or checkpoint["model"]
+    model.args = {"task": "detect", "imgsz": imgsz}  # replaces the training arguments the model object keeps
+    for attribute in ("criterion", "pt_path"):
+        if hasattr(model, attribute):
+            delattr(model, attribute)
+    model.half()
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    torch.save(
+        {
+            "model": model,
+            # Ultralytics reads the task and the default input size from here (the rest: its defaults).
+            "train_args": {"task": "detect", "imgsz": imgsz},
+            "version": ultralytics.__version__,
+            "license": "AGPL-3.0 (https://ultralytics.com/license)",
+        },
+        target,
+    )

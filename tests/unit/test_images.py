@@ -47,7 +47,7 @@ def test_png_round_trip_keeps_pixels(scene_png):
 
 def test_base64_and_data_url_and_wrapped_lines(scene_png):
     text = encode_base64(scene_png)
-    assert load_image(text).size == (640, 480)
+    assert load_image(decode_base64(text)).size == (640, 480)
     assert load_image("data:image/png;base64," + text).size == (640, 480)
     wrapped = "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
     assert decode_base64(wrapped) == scene_png
@@ -91,13 +91,25 @@ def test_sixteen_bit_grey_is_scaled_to_eight_bits():
         (b"", InvalidImage, "empty"),
         (bytes(range(256)) * 4, InvalidImage, "not an image"),
         (b"just some text\n", InvalidImage, "not an image"),
-        ("@@not base64@@", InvalidImage, "not valid base64"),
-        ("", InvalidImage, "empty"),
+        ("data:image/png;base64,@@not base64@@", InvalidImage, "not valid base64"),
+        ("data:image/png;base64,", InvalidImage, "empty"),
     ],
 )
 def test_bad_input_raises_typed_errors(data, error, message):
     with pytest.raises(error, match=message):
         load_image(data)
+
+
+def test_a_str_is_a_path(scene_png, tmp_path):
+    (tmp_path / "scene.png").write_bytes(scene_png)
+    assert load_image(str(tmp_path / "scene.png")).size == load_image(tmp_path / "scene.png").size == (640, 480)
+    with pytest.raises(FileNotFoundError, match="No such file or directory") as info:
+        load_image(str(tmp_path / "missing.png"))
+    assert info.value.filename == str(tmp_path / "missing.png")
+    for not_a_path in (encode_base64(scene_png), "", "   "):  # base64 text is not silently guessed
+        with pytest.raises(FileNotFoundError) as info:
+            load_image(not_a_path)
+        assert "decode_base64" in info.value.__notes__[0]
 
 
 def test_truncated_png(scene_png):
@@ -123,3 +135,42 @@ def test_format_not_allowed(scene_png):
     with pytest.raises(UnsupportedImageFormat, match="PNG is not allowed; allowed: JPEG") as info:
         load_image(scene_png, formats={"JPEG"})
     assert info.value.status_code == 415
+
+
+def _file(image: Image.Image, format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+def _tiff_with_byte(mode: str, offset: int, value: int) -> bytes:
+    data = bytearray(_file(sample_scene()[0].resize((32, 24)).convert(mode), "TIFF"))
+    data[offset] = value  # the type of a tag in the first directory: Pillow then reads a bad strip offset
+    return bytes(data)
+
+
+def _png_with_text_inflating_to(size: int) -> bytes:
+    png = _file(Image.new("RGB", (8, 8)), "PNG")
+    text = b"comment\0\0" + zlib.compress(b"a" * size, 9)
+    chunk = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    return png[:33] + chunk + png[33:]  # after the IHDR chunk
+
+
+# Damaged files that once escaped load_image as raw Pillow errors (issue 11), with what Pillow raises.
+DAMAGED = {
+    "first 200 bytes of a JPEG": (lambda: _file(sample_scene()[0], "JPEG")[:200], InvalidImage, OSError),
+    "first 100 bytes of a WebP": (lambda: _file(sample_scene()[0], "WEBP")[:100], InvalidImage, OSError),
+    "first 20 bytes of a PNG": (lambda: _file(sample_scene()[0], "PNG")[:20], InvalidImage, OSError),
+    "TIFF with a tag of the wrong type": (lambda: _tiff_with_byte("RGBA", 72, 2), InvalidImage, TypeError),
+    "TIFF with a huge strip offset": (lambda: _tiff_with_byte("RGB", 72, 16), InvalidImage, OverflowError),
+    "2 KB PNG whose text inflates to 2 MB": (lambda: _png_with_text_inflating_to(2_000_000), ImageTooLarge, ValueError),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGED)
+def test_damaged_files_raise_library_errors(name):
+    make, error, pillow_error = DAMAGED[name]
+    data = make()
+    with pytest.raises(error) as info:
+        load_image(data)
+    assert type(info.value) is error and isinstance(info.value.__cause__, pillow_error)

@@ -7,8 +7,10 @@ import json
 import pytest
 from PIL import Image
 
+from tests.unit.test_artifacts import machine_paths_in
+from yolo_service import sample_scene
 from yolo_service.models import BUNDLED_DIR
-from yolo_service.training import TrainingConfig, train_shapes, write_dataset
+from yolo_service.training import TrainingConfig, save_for_inference, train_shapes, write_dataset
 
 
 def test_labels_are_the_drawn_boxes_in_yolo_format(tmp_path):
@@ -47,5 +49,17 @@ def test_train_demo_runs_end_to_end_and_leaves_the_bundled_model_alone(tmp_path)
     assert 0.0 <= record["heldout"]["map50"] <= 1.0 and record["seconds"]["train"] > 0
     assert (tmp_path / "runs" / "train" / "weights" / "best.pt").is_file()
     assert (BUNDLED_DIR / "shapes.pt").stat().st_mtime_ns == before
+    assert record["command"] == f"train_shapes(workdir, {config!r}, install=False)"  # what really ran
+
+    # What --install would ship: loadable, the same detections, and no path of this machine inside.
+    from ultralytics import YOLO
+
+    best, clean = tmp_path / "runs" / "train" / "weights" / "best.pt", tmp_path / "clean.pt"
+    save_for_inference(best, clean, imgsz=config.imgsz)
+    assert machine_paths_in("best.pt", best.read_bytes()) != []  # what Ultralytics saves
+    assert machine_paths_in("clean.pt", clean.read_bytes()) == []
+    scene = sample_scene()[0]
+    boxes = [YOLO(str(path)).predict(scene, conf=0.001, verbose=False)[0].boxes for path in (best, clean)]
+    assert boxes[0].xyxy.tolist() == boxes[1].xyxy.tolist() and boxes[0].conf.tolist() == boxes[1].conf.tolist()
     bundled = json.loads((BUNDLED_DIR / "shapes.json").read_text())
     assert bundled["heldout"]["map50"] >= 0.90  # the committed model meets the kit's target
