@@ -16,7 +16,6 @@ import pytest
 
 from tests.notebooks.runner import (
     NOTEBOOKS,
-    ROOT,
     errors,
     has_exercise,
     is_checkpoint,
@@ -59,22 +58,18 @@ def test_learners_copy_fails_at_its_checkpoints_only(path, tmp_path):
     assert sorted(p.name for p in workdir.iterdir()) == [], "the notebook left files in its working directory"
 
 
-def nbval_runs_the_notebooks(config) -> bool:
-    """True when this pytest session also runs ``notebooks/`` under nbval (the README's test command)."""
+def nbval_runs(config, notebook: Path) -> bool:
+    """True when this pytest session also runs ``notebook`` under nbval (as the README's test command does)."""
     if not (config.getoption("nbval", False) or config.getoption("nbval_lax", False)):
         return False
-    notebooks = (ROOT / "notebooks").resolve()
-    for arg in config.args:
-        target = Path(arg.split("::")[0]).resolve()
-        if target == notebooks or notebooks in target.parents or target in notebooks.parents:
-            return True
-    return False
+    targets = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return any(target == notebook.resolve() or target in notebook.resolve().parents for target in targets)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_instructors_copy_passes_every_checkpoint(path, tmp_path, request):
-    if nbval_runs_the_notebooks(request.config):
-        pytest.skip("nbval runs the instructors' notebooks in this session already")
+    if nbval_runs(request.config, path):
+        pytest.skip("nbval runs this notebook in this session already")
     tag = run_tag()
 
     notebook = run_notebook(path, tmp_path)
