@@ -9,6 +9,7 @@ notebook left running, and only that (other people's servers on the same machine
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "errors",
     "has_exercise",
     "is_checkpoint",
+    "left_running",
     "run_notebook",
     "run_tag",
     "tagged_processes",
@@ -48,9 +50,20 @@ def has_exercise(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and BEGIN_SOLUTION in cell.source
 
 
+#: Appended to the notebook by :func:`run_notebook`: the kernel's child processes still alive at the end.
+#: (The kernel kills its children when it shuts down; a notebook must stop its servers itself, before.)
+_CHILDREN_PROBE = (
+    "import json, psutil\nprint(json.dumps([' '.join(c.cmdline()) for c in psutil.Process().children(recursive=True)]))"
+)
+
+
 def run_notebook(path: Path, workdir: Path, timeout: int = 180) -> nbformat.NotebookNode:
-    """Execute ``path`` with ``workdir`` as the kernel's working directory; return the executed notebook."""
+    """Execute ``path`` with ``workdir`` as the kernel's working directory; return the executed notebook.
+
+    A last cell is appended that lists the kernel's child processes still running: see :func:`left_running`.
+    """
     notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(_CHILDREN_PROBE))
     NotebookClient(
         notebook,
         timeout=timeout,
@@ -59,6 +72,13 @@ def run_notebook(path: Path, workdir: Path, timeout: int = 180) -> nbformat.Note
         resources={"metadata": {"path": str(workdir)}},
     ).execute()
     return notebook
+
+
+def left_running(notebook: nbformat.NotebookNode) -> list[str]:
+    """The command lines of the processes the notebook started and did not stop (from the appended probe)."""
+    probe = notebook.cells[-1]
+    assert probe.source == _CHILDREN_PROBE, "run the notebook with run_notebook()"
+    return json.loads("".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream"))
 
 
 def errors(notebook: nbformat.NotebookNode) -> list[tuple[int, str, str]]:

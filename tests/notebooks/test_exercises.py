@@ -19,6 +19,7 @@ from tests.notebooks.runner import (
     errors,
     has_exercise,
     is_checkpoint,
+    left_running,
     run_notebook,
     run_tag,
     tagged_processes,
@@ -54,6 +55,7 @@ def test_learners_copy_fails_at_its_checkpoints_only(path, tmp_path):
     # check() raises "Not yet: <hint>": the learner is told what to do, not shown a bare traceback.
     assert {(name, message.startswith("Not yet")) for _, name, message in failed} == {("AssertionError", True)}
     assert all(PLACEHOLDER in cell.source for cell in notebook.cells if has_exercise_hint(cell))
+    assert left_running(notebook) == [], "the notebook must stop the servers it starts"
     assert tagged_processes(tag) == [], "the notebook left a process running"
     assert sorted(p.name for p in workdir.iterdir()) == [], "the notebook left files in its working directory"
 
@@ -80,5 +82,6 @@ def test_instructors_copy_passes_every_checkpoint(path, tmp_path, request):
         "".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells if is_checkpoint(cell)
     ]
     assert checkpoint_outputs and all("✅" in text for text in checkpoint_outputs), checkpoint_outputs
+    assert left_running(notebook) == [], "the notebook must stop the servers it starts"
     assert tagged_processes(tag) == [], "the notebook left a process running"
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "the notebook left files in its working directory"
