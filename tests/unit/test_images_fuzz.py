@@ -26,11 +26,11 @@ from yolo_service import ImageTooLarge, InvalidImage, Settings, load_image, samp
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about corrupt EXIF/TIFF tags
 
-# "suite": bounded and reproducible. "long": the dedicated run, 7,000 inputs per test (21,000 in all).
+# "suite": bounded and reproducible. "long": the dedicated run, 10,000 inputs per test (30,000 in all).
 settings.register_profile(
     "suite", max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.register_profile("long", max_examples=7000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 # Small limits keep a mutated header that declares a huge image fast to refuse.
