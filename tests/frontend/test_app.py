@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import yolo_service
 from tests.helpers import ROOT, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -32,7 +33,7 @@ def test_is_alive_with_a_running_backend(backend):
     at = app(backend.url)
     at.button(key="is_alive").click().run()
     assert not at.exception and not at.error
-    assert at.success[0].value == "Backend is alive: yolo-service 0.1.0"
+    assert at.success[0].value == f"Backend is alive: yolo-service {yolo_service.__version__}"
     assert "shapes" in at.sidebar.caption[0].value
     assert "shapes" in at.selectbox(key="model").options
 
