@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run api ui test lint system-deps bench clean
+.PHONY: install run api ui lab docs test lint system-deps bench student clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,21 @@ api: install
 ui: install
 	$(VENV)/bin/yolo-service ui
 
-# Debian packages the tests drive: Chromium (the browser test) and docker-compose (compose file check).
+# JupyterLab on :8888 for the Codespace's forwarded port: the learners' notebooks (student/, from
+# `make student`) when they exist, else the instructors' (notebooks/). Open the printed URL (it has the token).
+LAB_DIR ?= $(if $(wildcard student/*.ipynb),student,notebooks)
+lab: install
+	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=$(LAB_DIR)
+
+# The workshop as a web site, rebuilt on every edit: http://localhost:8001 (8000 is the API's).
+docs: install
+	$(VENV)/bin/mkdocs serve --dev-addr 0.0.0.0:8001
+
+# Debian packages the tests drive: Chromium (the browser test). The compose file is checked against the
+# Compose Specification's schema (check-jsonschema), not with the old v1 binary.
 system-deps:
-	@command -v chromium >/dev/null && command -v docker-compose >/dev/null || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium docker-compose; }
+	@command -v chromium >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: install
 	$(VENV)/bin/ruff check yolo_service frontend tests benchmarks
@@ -43,8 +54,11 @@ lint: install
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
-bench: install  ## speed figures (not a test): in-process vs HTTP, requests/s
-	YOLO_SERVICE_OFFLINE=1 $(PY) benchmarks/bench_predict.py
+bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
+	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)
+
+student:  ## the learners' notebooks in student/: solutions replaced by `...` (needs the venv: make install)
+	$(PY) scripts/make_student_notebooks.py
 
 clean:
-	rm -rf $(VENV) build test-artifacts .pytest_cache
+	rm -rf $(VENV) build bench test-artifacts .pytest_cache

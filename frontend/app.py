@@ -17,6 +17,7 @@ from yolo_service.config import get_settings
 from yolo_service.drawing import draw_detections
 from yolo_service.errors import BackendUnreachable, YoloServiceError
 from yolo_service.images import encode_image, load_image
+from yolo_service.samples import sample_photos
 from yolo_service.schema import Detection, ImageInfo, PredictResponse
 from yolo_service.shapes import Shape, sample_scenes
 
@@ -52,16 +53,17 @@ def model_classes(url: str, model: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def sample_images() -> dict[str, tuple[bytes, list[Shape]]]:
-    """The generated sample scenes, as PNG bytes with their known shapes (generated once)."""
-    return {name: (encode_image(image), shapes) for name, (image, shapes) in sample_scenes().items()}
+def sample_images() -> dict[str, tuple[bytes, list[Shape] | None]]:
+    """The generated scenes as PNG bytes with their known shapes, then Ultralytics' photos where installed."""
+    samples = {name: (encode_image(image), shapes) for name, (image, shapes) in sample_scenes().items()}
+    photos = {name: (path.read_bytes(), None) for name, path in sample_photos().items()}
+    return {**samples, **photos}  # photos only where Ultralytics is installed: not in the frontend image
 
 
 def fake_prediction(name: str | None, width: int, height: int) -> PredictResponse:
     """Test mode: the known shapes of a sample, or one box in the middle of an upload."""
-    samples = sample_images()
-    if name in samples:
-        shapes = samples[name][1]
+    shapes = sample_images().get(name or "", (b"", None))[1]
+    if shapes is not None:
         detections = [
             Detection(
                 x_min=s.x_min,

@@ -2,11 +2,14 @@
 
 Committed notebooks carry no outputs and no execution counts, except cells marked
 ``# NBVAL_CHECK_OUTPUT``, which keep both (nbval compares them, and fails a cell with
-outputs but no count). Run after editing a notebook:  .venv/bin/python scripts/refresh_notebooks.py
+outputs but no count). Widget state is dropped too. The kernel runs offline, as the tests do, so the
+kept outputs are the ones the tests expect. Run after editing a notebook:
+    PYTHONPATH=$PWD .venv/bin/python scripts/refresh_notebooks.py [NOTEBOOK ...]
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")  # the kernel inherits it: offline like the tests
 
 
 def refresh(path: Path) -> None:
@@ -32,8 +36,9 @@ def refresh(path: Path) -> None:
             cell.execution_count = count
         else:
             cell.outputs, cell.execution_count = [], None
+    notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
-    print(f"refreshed {path.relative_to(ROOT)}")
+    print(f"refreshed {path.resolve().relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,15 @@ from .errors import (
     NotReady,
     Overloaded,
     ServiceUnavailable,
+    Unauthorized,
     UnknownModel,
     UnsupportedImageFormat,
     YoloServiceError,
 )
 from .images import decode_base64, encode_base64, encode_image, load_image
 from .models import COCO_MODELS, ModelCatalog, ModelRegistry, download, predict
-from .schema import Detection, ImageInfo, ModelInfo, PredictRequest, PredictResponse, box_iou
+from .samples import sample_files, sample_photos
+from .schema import Detection, ImageInfo, ModelInfo, PredictOptions, PredictRequest, PredictResponse, box_iou
 from .shapes import SHAPE_CLASSES, Shape, draw_scene, random_scene, sample_scene, sample_scenes
 
 __all__ = [
@@ -59,15 +61,19 @@ __all__ = [
     "NotReady",
     "Overloaded",
     "predict",
+    "PredictOptions",
     "PredictRequest",
     "PredictResponse",
     "random_scene",
+    "sample_files",
+    "sample_photos",
     "sample_scene",
     "sample_scenes",
     "ServiceUnavailable",
     "Settings",
     "Shape",
     "SHAPE_CLASSES",
+    "Unauthorized",
     "UnknownModel",
     "UnsupportedImageFormat",
     "YoloServiceError",

@@ -1,4 +1,5 @@
-"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, download, train-demo.
+"""The ``yolo-service`` command line: serve, ui, up, predict, check, healthcheck, models, samples, download,
+export, bench, train-demo.
 
 Each command is a few lines over the library; heavy imports (torch, uvicorn,
 streamlit) happen inside the command that needs them, so ``yolo-service --help``
@@ -205,11 +206,52 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _samples(args: argparse.Namespace) -> int:
+    """Print the sample images' paths (Ultralytics' photos; the generated scenes once written to --out)."""
+    from .samples import sample_files
+
+    files = sample_files(args.out)
+    if args.name:
+        if args.name not in files:
+            hint = "" if args.out else " (generated scenes need --out DIR)"
+            print(f"error: no sample {args.name!r}{hint}; choose one of: {', '.join(files) or 'none'}", file=sys.stderr)
+            return 1
+        print(files[args.name])
+        return 0
+    for name, path in files.items():
+        print(f"{name:<28}{path}")
+    if not files:
+        print("no photos: Ultralytics is not installed here", file=sys.stderr)
+    if not args.out:
+        print("generated scenes for the shapes model: add --out DIR to write them", file=sys.stderr)
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from .models import download
 
     for path in download(*args.names):
         print(f"ok: {path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Export a model to ONNX next to its weights, for the torch-free engines."""
+    from .engines import export_onnx
+    from .models import ModelCatalog
+
+    catalog = ModelCatalog()
+    catalog.download(args.name)
+    path = export_onnx(catalog.spec(args.name), Path(args.out) if args.out else None, imgsz=args.imgsz)
+    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Measure the engines, the HTTP server and memory; write bench.json and bench.png."""
+    from .bench import run_bench
+
+    run_bench(Path(args.out), quick=args.quick)
     return 0
 
 
@@ -268,9 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the model catalog")
     p.set_defaults(func=_models)
 
+    p = sub.add_parser("samples", help="sample images: Ultralytics' photos and the generated scenes, as file paths")
+    p.add_argument("name", nargs="?", default=None, help="print only this sample's path (e.g. bus.jpg)")
+    p.add_argument("--out", default=None, help="also write the generated scenes here as PNG files")
+    p.set_defaults(func=_samples)
+
     p = sub.add_parser("download", help="fetch model weights now (needs internet for COCO models)")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
+    p.add_argument("name")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")
+    p.add_argument("--out", default="bench", help="directory for bench.json and bench.png")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke run in about a minute")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train-demo", help="regenerate the shapes data and retrain the bundled model (CPU)")
     p.add_argument("--workdir", default="build/train-demo")

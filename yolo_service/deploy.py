@@ -1,9 +1,14 @@
-"""The deployment commands of the workshop (docker compose, gcloud run), and running them only when possible.
+"""Every command of the deployment path (docker compose, Artifact Registry, Cloud Build, Cloud Run), in one place.
 
-Notebooks and the workshop text show the same commands that these functions build.
-A command that needs a Docker engine or a configured gcloud runs only when that is
-there; otherwise :func:`run_or_explain` prints the exact command and why it did not
-run, so a notebook still passes on a machine without them.
+The notebooks, the workshop text and the tests use these builders, so what a learner reads is what
+runs. A builder returns the command as a list of arguments (or a list of commands); :func:`run`
+runs one only when asked (``live=True``), otherwise it prints the exact shell command and why it
+did not run. Nothing here runs at import, and nothing imports torch.
+
+The Cloud Run flags follow the container contract: the port is the image's ``PORT``; a startup
+probe on ``/ready`` holds traffic until the model is loaded; a liveness probe on ``/health``
+restarts a wedged instance; ``--concurrency`` never exceeds what the server admits
+(``Settings.max_queue``), so a burst starts new instances instead of getting 503s.
 """
 
 from __future__ import annotations
@@ -12,14 +17,300 @@ import json
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CloudRunService", "docker_available", "dockerfile_cmd", "gcloud_project", "run_or_explain"]
+from .config import MiB, Settings
+
+__all__ = [
+    "BACKEND_PORT",
+    "CLOUD_RUN_MAX_REQUEST_BYTES",
+    "CLOUD_RUN_SHUTDOWN_GRACE_SECONDS",
+    "FRONTEND_PORT",
+    "CloudRunService",
+    "DeployConfig",
+    "backend_concurrency",
+    "backend_url_command",
+    "build_push_commands",
+    "cleanup_commands",
+    "cloud_build_command",
+    "compose_down_command",
+    "compose_up_command",
+    "create_repository_command",
+    "deploy_backend_command",
+    "deploy_frontend_command",
+    "docker_auth_command",
+    "docker_available",
+    "dockerfile_cmd",
+    "enable_apis_commands",
+    "gcloud_project",
+    "run",
+    "run_or_explain",
+]
+
+#: The ``PORT`` each image sets (backend/Dockerfile, frontend/Dockerfile; a test checks they agree).
+BACKEND_PORT = 8000
+FRONTEND_PORT = 8501
+#: Cloud Run's documented limits: an HTTP/1 request body, and the time between SIGTERM and SIGKILL.
+CLOUD_RUN_MAX_REQUEST_BYTES = 32 * MiB
+CLOUD_RUN_SHUTDOWN_GRACE_SECONDS = 10
+#: The APIs the path uses: Cloud Run, Artifact Registry (images), Cloud Build (building without Docker).
+APIS = ("run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com")
+
+# Sizing, from a measurement on 2 CPUs (scripts/measure_backend_memory.py, the PyTorch engine with a
+# yolo26n-sized model under 32 concurrent 640x480 requests): peak RSS about 0.9 GB. 2 GiB leaves room
+# for larger images (decoded pixels) and is Cloud Run's minimum for nothing; 2 CPUs match the
+# server's model replicas (one per CPU). The torch-free runtime engine needs less; the same size is
+# kept so that `--target torch` deploys with the same command.
+BACKEND_MEMORY = "2Gi"
+BACKEND_CPU = 2
+FRONTEND_MEMORY = "512Mi"
+FRONTEND_CPU = 1
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Where the workshop deploys: the GCP project, region, Artifact Registry repository, services and tag."""
+
+    project: str = "PROJECT"
+    region: str = "europe-west1"
+    repository: str = "yolo-service"
+    backend_service: str = "yolo-backend"
+    frontend_service: str = "yolo-frontend"
+    tag: str = "latest"
+    backend_target: str = "runtime"  # the backend Dockerfile's stage: runtime (OpenVINO) or torch (PyTorch)
+    max_instances: int = 3
+
+    @property
+    def registry(self) -> str:
+        """The Artifact Registry host of the region."""
+        return f"{self.region}-docker.pkg.dev"
+
+    @property
+    def repository_path(self) -> str:
+        """``REGION-docker.pkg.dev/PROJECT/REPOSITORY``: every image of the path lives under it."""
+        return f"{self.registry}/{self.project}/{self.repository}"
+
+    @property
+    def backend_image(self) -> str:
+        """The backend image's full name and tag."""
+        return f"{self.repository_path}/backend:{self.tag}"
+
+    @property
+    def frontend_image(self) -> str:
+        """The frontend image's full name and tag."""
+        return f"{self.repository_path}/frontend:{self.tag}"
+
+
+def _scope(config: DeployConfig) -> list[str]:
+    return [f"--region={config.region}", f"--project={config.project}"]
+
+
+def enable_apis_commands(config: DeployConfig) -> list[list[str]]:
+    """Enable Cloud Run, Artifact Registry and Cloud Build in the project (once per project)."""
+    return [["gcloud", "services", "enable", *APIS, f"--project={config.project}"]]
+
+
+def create_repository_command(config: DeployConfig) -> list[str]:
+    """Create the Artifact Registry Docker repository that holds both images."""
+    return [
+        "gcloud",
+        "artifacts",
+        "repositories",
+        "create",
+        config.repository,
+        "--repository-format=docker",
+        f"--location={config.region}",
+        f"--project={config.project}",
+        "--description=yolo-service workshop images",
+    ]
+
+
+def docker_auth_command(config: DeployConfig) -> list[str]:
+    """Let the local ``docker`` push to the region's Artifact Registry with your gcloud login."""
+    return ["gcloud", "auth", "configure-docker", config.registry, "--quiet"]
+
+
+def build_push_commands(config: DeployConfig) -> list[list[str]]:
+    """Build both images for linux/amd64 (Cloud Run's platform, also from an ARM laptop) and push them."""
+    images = [
+        ("backend/Dockerfile", config.backend_image, ["--target", config.backend_target]),
+        ("frontend/Dockerfile", config.frontend_image, []),
+    ]
+    return [
+        [
+            "docker",
+            "buildx",
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-f",
+            dockerfile,
+            *target,
+            "-t",
+            image,
+            "--push",
+            ".",
+        ]
+        for dockerfile, image, target in images
+    ]
+
+
+def cloud_build_command(config: DeployConfig) -> list[str]:
+    """Build and push both images on Cloud Build instead (``cloudbuild.yaml``; no local Docker needed)."""
+    values = {
+        "_REGION": config.region,
+        "_REPOSITORY": config.repository,
+        "_TAG": config.tag,
+        "_BACKEND_TARGET": config.backend_target,
+    }
+    substitutions = ",".join(f"{key}={value}" for key, value in values.items())
+    return [
+        "gcloud",
+        "builds",
+        "submit",
+        "--config",
+        "cloudbuild.yaml",
+        f"--substitutions={substitutions}",
+        f"--project={config.project}",
+        ".",
+    ]
+
+
+def backend_concurrency(settings: Settings | None = None) -> int:
+    """Requests Cloud Run may send one instance at once: what the server admits before a fast 503.
+
+    The image's default (``Settings.max_queue``'s default) unless ``settings`` say otherwise;
+    :func:`deploy_backend_command` passes the same number to the server, so the two always agree.
+    """
+    if settings is None:
+        return int(Settings.model_fields["max_queue"].default)
+    return settings.max_queue
+
+
+def deploy_backend_command(config: DeployConfig, settings: Settings | None = None) -> list[str]:
+    """``gcloud run deploy`` for the API: probes, CPU boost, bounded concurrency, sized from a measurement."""
+    probe_port = f"httpGet.port={BACKEND_PORT}"
+    concurrency = backend_concurrency(settings)
+    return [
+        "gcloud",
+        "run",
+        "deploy",
+        config.backend_service,
+        f"--image={config.backend_image}",
+        *_scope(config),
+        "--allow-unauthenticated",
+        f"--port={BACKEND_PORT}",
+        f"--memory={BACKEND_MEMORY}",
+        f"--cpu={BACKEND_CPU}",
+        f"--concurrency={concurrency}",
+        f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency}",
+        f"--max-instances={config.max_instances}",
+        "--timeout=60",  # seconds per request: a prediction takes well under one
+        "--cpu-boost",  # more CPU while the model loads
+        # Traffic only once the model is loaded: /ready answers 503 until then (up to 2 minutes).
+        f"--startup-probe=httpGet.path=/ready,{probe_port},initialDelaySeconds=0,periodSeconds=2,"
+        "timeoutSeconds=1,failureThreshold=60",
+        # A wedged instance (the event loop stuck) is restarted.
+        f"--liveness-probe=httpGet.path=/health,{probe_port},periodSeconds=15,timeoutSeconds=3,failureThreshold=3",
+    ]
+
+
+def deploy_frontend_command(config: DeployConfig, backend_url: str) -> list[str]:
+    """``gcloud run deploy`` for the Streamlit UI, pointed at the backend's URL.
+
+    Streamlit keeps each session in one instance's memory over a websocket: session affinity,
+    a long request timeout (the websocket's lifetime) and a single instance keep a session whole.
+    """
+    return [
+        "gcloud",
+        "run",
+        "deploy",
+        config.frontend_service,
+        f"--image={config.frontend_image}",
+        *_scope(config),
+        "--allow-unauthenticated",
+        f"--port={FRONTEND_PORT}",
+        f"--memory={FRONTEND_MEMORY}",
+        f"--cpu={FRONTEND_CPU}",
+        f"--set-env-vars=BACKEND_URL={backend_url}",
+        "--session-affinity",
+        "--timeout=3600",
+        "--max-instances=1",
+    ]
+
+
+def backend_url_command(config: DeployConfig) -> list[str]:
+    """Print the backend service's HTTPS URL (the frontend's ``BACKEND_URL``)."""
+    return [
+        "gcloud",
+        "run",
+        "services",
+        "describe",
+        config.backend_service,
+        *_scope(config),
+        "--format=value(status.url)",
+    ]
+
+
+def cleanup_commands(config: DeployConfig) -> list[list[str]]:
+    """Delete everything the path created: both services, both images, then the repository."""
+    services = [
+        ["gcloud", "run", "services", "delete", name, *_scope(config), "--quiet"]
+        for name in (config.frontend_service, config.backend_service)
+    ]
+    images = [
+        ["gcloud", "artifacts", "docker", "images", "delete", image, "--delete-tags", "--quiet"]
+        for image in (config.frontend_image.rsplit(":", 1)[0], config.backend_image.rsplit(":", 1)[0])
+    ]
+    repository = [
+        "gcloud",
+        "artifacts",
+        "repositories",
+        "delete",
+        config.repository,
+        f"--location={config.region}",
+        f"--project={config.project}",
+        "--quiet",
+    ]
+    return [*services, *images, repository]
+
+
+def compose_up_command(compose_file: str | Path = "docker-compose.yml") -> list[str]:
+    """Build and start both services; return once both healthchecks pass (Compose v2)."""
+    return ["docker", "compose", "-f", str(compose_file), "up", "--build", "--wait", "-d"]
+
+
+def compose_down_command(compose_file: str | Path = "docker-compose.yml") -> list[str]:
+    """Stop and remove what :func:`compose_up_command` started."""
+    return ["docker", "compose", "-f", str(compose_file), "down"]
+
+
+def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool) -> int | None:
+    """Run ``command`` when ``live``; otherwise print the exact shell command and why it did not run.
+
+    A list of commands runs in order and stops at the first that fails.
+
+    Returns:
+        The exit code (of the last command run), or None when nothing ran.
+    """
+    commands = [list(command)] if command and isinstance(command[0], str) else [list(c) for c in command]
+    code = None
+    for argv in commands:
+        text = shlex.join(argv)
+        if not live:
+            print(f"not run (live is off: set LIVE = True to run it):\n  {text}")
+            continue
+        print(f"$ {text}", flush=True)
+        code = subprocess.run(argv).returncode
+        if code != 0:
+            break
+    return code
 
 
 def dockerfile_cmd(dockerfile: str | Path) -> list[str]:
-    """The exec-form ``CMD [...]`` of a Dockerfile: the command its container runs."""
+    """The exec-form ``CMD [...]`` of a Dockerfile's last stage (its default target): what the container runs."""
     lines = [line.strip() for line in Path(dockerfile).read_text().splitlines()]
     cmd = [line for line in lines if line.startswith("CMD ")]
     if not cmd:
@@ -50,36 +341,24 @@ def gcloud_project() -> tuple[str | None, str]:
     return project, f"project {project}"
 
 
+# ---- Kept for the old notebooks 03/04 until their replacements (05_compose, 06_cloud_run) land.
+
+
 @dataclass(frozen=True)
 class CloudRunService:
-    """A Cloud Run service of the workshop and the gcloud commands that manage it."""
+    """Deprecated: use :class:`DeployConfig` and :func:`deploy_backend_command`."""
 
     name: str = "yolo-backend"
     image: str = "europe-west1-docker.pkg.dev/PROJECT/yolo-service/backend:latest"
     region: str = "europe-west1"
-    port: int = 8000
-    memory: str = "2Gi"
-    cpu: int = 2
-    env: tuple[tuple[str, str], ...] = ()
+    port: int = BACKEND_PORT
 
     def deploy_command(self) -> list[str]:
-        """``gcloud run deploy`` with the flags the workshop explains (port, memory, public access)."""
-        command = [
-            "gcloud",
-            "run",
-            "deploy",
-            self.name,
-            f"--image={self.image}",
-            "--platform=managed",
-            f"--region={self.region}",
-            "--allow-unauthenticated",
-            f"--port={self.port}",
-            f"--memory={self.memory}",
-            f"--cpu={self.cpu}",
-        ]
-        if self.env:
-            command.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in self.env))
-        return command
+        """The backend's deploy command, with this service's name, image and region."""
+        project = self.image.split("/")[1] if self.image.count("/") >= 3 else "PROJECT"
+        config = DeployConfig(project=project, region=self.region, backend_service=self.name)
+        command = deploy_backend_command(config)
+        return [f"--image={self.image}" if arg.startswith("--image=") else arg for arg in command]
 
     def url_command(self) -> list[str]:
         """Print the service's HTTPS URL."""
@@ -94,19 +373,14 @@ class CloudRunService:
         ]
 
     def delete_command(self) -> list[str]:
-        """Delete the service (the workshop's clean-up step)."""
+        """Delete the service."""
         return ["gcloud", "run", "services", "delete", self.name, f"--region={self.region}", "--quiet"]
 
 
 def run_or_explain(command: list[str], available: bool, why: str, timeout: float = 900) -> int | None:
-    """Run ``command`` when ``available``; otherwise print it and ``why`` it was not run.
-
-    Returns:
-        The exit code, or None when the command was not run.
-    """
-    text = shlex.join(command)
+    """Deprecated: use :func:`run`. Run ``command`` when ``available``; else print it and ``why`` not."""
     if not available:
-        print(f"not run ({why}). The command is:\n  {text}")
+        print(f"not run ({why}). The command is:\n  {shlex.join(command)}")
         return None
-    print(f"$ {text}")
+    print(f"$ {shlex.join(command)}")
     return subprocess.run(command, timeout=timeout).returncode

@@ -11,6 +11,7 @@ import base64
 import binascii
 import errno
 import io
+import math
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import Settings, get_settings
 from .errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
-__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "read_image_bytes"]
+__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "load_reduced", "read_image_bytes"]
 
 # What Pillow raises for a damaged file, beyond UnidentifiedImageError, found by fuzzing
 # (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
@@ -86,12 +87,14 @@ def load_image(
     max_pixels: int | None = None,
     formats: frozenset[str] | set[str] | None = None,
     settings: Settings | None = None,
+    target_size: int | None = None,
 ) -> Image.Image:
     """Validate and decode an image into an upright RGB image.
 
     EXIF orientation is applied (boxes are in the orientation people see), multi-frame
     files give their first frame, transparency is flattened onto white. Limits not
     given come from ``settings`` (default: :func:`~yolo_service.config.get_settings`).
+    ``target_size``: reduce the image so its longest side is at most this (see :func:`load_reduced`).
 
     Raises:
         InvalidImage: empty, not an image, or truncated.
@@ -105,7 +108,7 @@ def load_image(
 
     if isinstance(source, Image.Image):
         _check_pixels(source.size, max_pixels)
-        return _to_rgb(ImageOps.exif_transpose(source))
+        return _reduce(_to_rgb(ImageOps.exif_transpose(source)), target_size)
     data = read_image_bytes(source)
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
@@ -130,11 +133,13 @@ def load_image(
     _check_pixels(image.size, max_pixels)
     try:
         image.seek(0)
+        original = _upright_size(image)
+        _draft(image, target_size)
         image.load()  # decodes the pixels: most damage shows here
         upright = ImageOps.exif_transpose(image)
     except CORRUPT_FILE_ERRORS as exc:
         raise _corrupt(exc) from exc
-    return _to_rgb(upright)
+    return _reduce(_to_rgb(upright), target_size, original)
 
 
 def _corrupt(exc: Exception) -> InvalidImage | ImageTooLarge:
@@ -142,6 +147,55 @@ def _corrupt(exc: Exception) -> InvalidImage | ImageTooLarge:
     if "MAX_TEXT_" in str(exc):  # PngImagePlugin.MAX_TEXT_CHUNK/MEMORY: compressed text inflating to megabytes
         return ImageTooLarge(f"the image's metadata is too large once decompressed ({exc})")
     return InvalidImage(f"the image could not be decoded ({exc}): is the file complete?")
+
+
+def load_reduced(
+    source: bytes | str | Path | Image.Image, target_size: int, **limits: object
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Validate and decode an image reduced to what a model of input size ``target_size`` sees.
+
+    A JPEG is decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft mode: a 6000x6000 photo for a
+    640 px model never exists at full size in memory), then resized so its longest side is
+    ``target_size``; smaller images are left as they are. ``limits`` are :func:`load_image`'s.
+
+    Returns:
+        The upright RGB image, and the (width, height) of the original upright image, which
+        boxes found on the reduced image are mapped back to.
+    """
+    image = load_image(source, target_size=target_size, **limits)  # type: ignore[arg-type]
+    return image, image.info.pop("original_size", image.size)
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The size people see: width and height swapped when the EXIF orientation turns the image by 90°."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError):
+        orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _draft(image: Image.Image, target_size: int | None) -> None:
+    """Have a JPEG decoded at the smallest 1/2, 1/4 or 1/8 scale still ``target_size`` on its longest side."""
+    if not target_size or image.format not in {"JPEG", "MPO"}:
+        return
+    width, height = image.size
+    scale = target_size / max(width, height)
+    if scale < 1:
+        image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def _reduce(image: Image.Image, target_size: int | None, original: tuple[int, int] | None = None) -> Image.Image:
+    """Resize so the longest side is ``target_size`` (if larger); remember the original size in ``info``."""
+    original = original or image.size
+    if target_size and max(image.size) > target_size:
+        scale = target_size / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    if image.size != original:
+        image.info["original_size"] = original
+    return image
 
 
 def _open(fp: io.BytesIO) -> Image.Image:

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,11 @@ class ModelSpec:
     imgsz: int = 640
     classes: tuple[str, ...] | None = None
 
+    @property
+    def exported(self) -> Path:
+        """The model's ONNX file (``NAME.onnx`` next to its weights), which the exported-model engines run."""
+        return self.path.with_suffix(".onnx")
+
 
 class ModelCatalog:
     """The models this installation can serve, by name."""
@@ -82,13 +88,16 @@ class ModelCatalog:
         return self.settings.weights_dir
 
     def names(self) -> list[str]:
-        """All model names: COCO models, ``shapes``, then the user's ``.pt`` files, sorted."""
+        """All model names: COCO models, ``shapes``, then the user's ``.pt`` and ``.onnx`` files, sorted."""
         local = []
         if self.weights_dir.is_dir():
             local = sorted(
-                p.stem
-                for p in self.weights_dir.glob("*.pt")
-                if p.stem not in COCO_MODELS and p.stem != "shapes" and _SAFE_NAME.match(p.stem)
+                {
+                    p.stem
+                    for pattern in ("*.pt", "*.onnx")
+                    for p in self.weights_dir.glob(pattern)
+                    if p.stem not in COCO_MODELS and p.stem != "shapes" and _SAFE_NAME.match(p.stem)
+                }
             )
         return [*COCO_MODELS, "shapes", *local]
 
@@ -98,7 +107,7 @@ class ModelCatalog:
         Raises:
             UnknownModel: the name is unsafe (``/``, ``\\``, ``..``) or not in the catalog.
         """
-        name = name.removesuffix(".pt")
+        name = name.removesuffix(".pt").removesuffix(".onnx")
         if not _SAFE_NAME.match(name) or ".." in name:
             raise UnknownModel(
                 f"invalid model name {name!r}: use a name from GET /models (letters, digits, '.', '_', '-'), not a path"
@@ -114,14 +123,18 @@ class ModelCatalog:
             )
         if name in COCO_MODELS:
             return ModelSpec(name, "coco", self.weights_dir / f"{name}.pt", COCO_MODELS[name])
-        path = self.weights_dir / f"{name}.pt"
-        if path.is_file():
-            return ModelSpec(name, "local", path, f"your model: {path.name} in the weights directory")
+        for path in (self.weights_dir / f"{name}.pt", self.weights_dir / f"{name}.onnx"):
+            if path.is_file():
+                return ModelSpec(name, "local", path, f"your model: {path.name} in the weights directory")
         raise UnknownModel(f"unknown model {name!r}; choose one of: {', '.join(self.names())}")
 
     def available(self, name: str) -> bool:
-        """True when the weights are on disk, so the model loads with no network."""
-        return self.spec(name).path.is_file()
+        """True when the weights are on disk (the ONNX file for an exported-model engine), so it loads offline."""
+        return self._weights(self.spec(name)).is_file()
+
+    def _weights(self, spec: ModelSpec) -> Path:
+        """The file the configured engine loads: the ``.pt`` (or a user's ``.onnx``) for Ultralytics, else ONNX."""
+        return spec.path if self.settings.engine == "ultralytics" else spec.exported
 
     def download(self, name: str) -> Path:
         """Make sure ``name``'s weights are on disk, downloading COCO weights if needed.
@@ -130,8 +143,14 @@ class ModelCatalog:
             ModelUnavailable: offline, or the download failed; the message says what to do.
         """
         spec = self.spec(name)
-        if spec.path.is_file():
-            return spec.path
+        if self._weights(spec).is_file():
+            return self._weights(spec)
+        if self.settings.engine != "ultralytics":  # an exported-model engine: no torch here to export with
+            raise ModelUnavailable(
+                f"model {name!r} has no exported file {spec.exported.name} for the {self.settings.engine} engine: "
+                f"run `yolo-service export {name}` where the serve extra is installed, or choose one of: "
+                + ", ".join(n for n in self.names() if self.available(n))
+            )
         if spec.source != "coco":  # bundled or local weights that vanished
             raise ModelUnavailable(f"the weights of model {name!r} are missing: {spec.path}")
         hint = self._offline_hint(name)
@@ -164,7 +183,7 @@ class ModelCatalog:
             description=spec.description,  # type: ignore[arg-type]
             classes=classes,
             loaded=loaded,
-            available_offline=spec.path.is_file(),
+            available_offline=self._weights(spec).is_file(),
             default=default,
         )
 
@@ -191,6 +210,25 @@ def _coco_classes() -> list[str] | None:
     return [names[i] for i in sorted(names)]
 
 
+def class_ids(model: str, names: dict[int, str], classes: list[str] | None) -> list[int] | None:
+    """Ids of the class names ``classes`` of ``model`` (None: all classes).
+
+    Raises:
+        InvalidRequest: a name the model does not have.
+    """
+    if not classes:
+        return None
+    by_name = {name: i for i, name in names.items()}
+    unknown = [c for c in classes if c not in by_name]
+    if unknown:
+        ordered = [names[i] for i in sorted(names)]
+        raise InvalidRequest(
+            f"model {model!r} has no class {', '.join(map(repr, unknown))}; "
+            f"its classes are: {', '.join(ordered[:20])}{' …' if len(ordered) > 20 else ''}"
+        )
+    return [by_name[c] for c in classes]
+
+
 class Detector:
     """One loaded model. ``predict`` is safe to call from many threads at once.
 
@@ -213,6 +251,7 @@ class Detector:
 
         self.spec = spec
         self.settings = settings or get_settings()  # the default thresholds
+        self.imgsz = spec.imgsz
         self.replicas = max(1, replicas)
         self.threads = max(1, threads // self.replicas)
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
@@ -237,16 +276,7 @@ class Detector:
 
     def class_ids(self, classes: list[str] | None) -> list[int] | None:
         """Ids of the given class names (None: all classes)."""
-        if not classes:
-            return None
-        by_name = {name: i for i, name in self.names.items()}
-        unknown = [c for c in classes if c not in by_name]
-        if unknown:
-            raise InvalidRequest(
-                f"model {self.spec.name!r} has no class {', '.join(map(repr, unknown))}; "
-                f"its classes are: {', '.join(self.classes[:20])}{' …' if len(self.classes) > 20 else ''}"
-            )
-        return [by_name[c] for c in classes]
+        return class_ids(self.spec.name, self.names, classes)
 
     def predict(
         self,
@@ -314,6 +344,7 @@ class ModelRegistry:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._default: str | None = None
+        self.on_predict: list[Callable[[PredictResponse], None]] = []  # observers, e.g. the /metrics histograms
 
     def loaded(self, name: str) -> bool:
         """True once ``name`` is loaded in this process."""
@@ -330,9 +361,9 @@ class ModelRegistry:
             if spec.name not in self._detectors:
                 self.catalog.download(spec.name)
                 started = time.perf_counter()
-                self._detectors[spec.name] = Detector(
-                    spec, self.settings.threads, self.settings.replicas, self.settings
-                )
+                from .engines import load_detector
+
+                self._detectors[spec.name] = load_detector(spec, self.settings)
                 logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
         return self._detectors[spec.name]
 
@@ -360,10 +391,15 @@ class ModelRegistry:
         model: str | None = None,
         **options: Any,
     ) -> PredictResponse:
-        """Decode and validate ``image``, then run ``model`` on it; see :func:`predict`."""
-        from .images import load_image
+        """Decode and validate ``image`` (reduced to the input size), then run ``model``; see :func:`predict`."""
+        from .images import load_reduced
 
-        return self.predict_image(load_image(image, settings=self.settings), model, **options)
+        picture, original = load_reduced(image, self.input_size(model), settings=self.settings)
+        return self.predict_image(picture, model, original_size=original, **options)
+
+    def input_size(self, model: str | None = None) -> int:
+        """The longest side of the model's input: images larger than this are reduced before prediction."""
+        return self.get(model).imgsz
 
     def predict_image(
         self,
@@ -374,18 +410,41 @@ class ModelRegistry:
         iou: float | None = None,
         classes: list[str] | None = None,
         max_detections: int | None = None,
+        original_size: tuple[int, int] | None = None,
     ) -> PredictResponse:
-        """Run ``model`` on an already decoded, upright RGB image (see :func:`~yolo_service.images.load_image`)."""
+        """Run ``model`` on an already decoded, upright RGB image (see :func:`~yolo_service.images.load_image`).
+
+        ``original_size``: the (width, height) of the image ``picture`` was reduced from
+        (:func:`~yolo_service.images.load_reduced`); boxes and the reported size are in its pixels.
+        """
         detector = self.get(model)
         detections, elapsed = detector.predict(
             picture, confidence=confidence, iou=iou, classes=classes, max_detections=max_detections
         )
-        return PredictResponse(
+        width, height = original_size or picture.size
+        if (width, height) != picture.size:
+            detections = [_scaled(d, width / picture.width, height / picture.height, width, height) for d in detections]
+        response = PredictResponse(
             model=detector.spec.name,
             detections=detections,
             time=round(elapsed, 4),
-            image=ImageInfo(width=picture.width, height=picture.height),
+            image=ImageInfo(width=width, height=height),
         )
+        for observe in self.on_predict:
+            observe(response)
+        return response
+
+
+def _scaled(detection: Detection, sx: float, sy: float, width: int, height: int) -> Detection:
+    """A detection in a reduced image mapped back to the original image's pixels."""
+    return detection.model_copy(
+        update={
+            "x_min": min(width, round(detection.x_min * sx)),
+            "y_min": min(height, round(detection.y_min * sy)),
+            "x_max": min(width, round(detection.x_max * sx)),
+            "y_max": min(height, round(detection.y_max * sy)),
+        }
+    )
 
 
 _registry: ModelRegistry | None = None

@@ -15,6 +15,7 @@ from .client import Client
 from .drawing import draw_detections
 from .errors import YoloServiceError
 from .images import encode_image, load_image
+from .samples import sample_photos
 from .schema import PredictResponse
 from .shapes import sample_scenes
 
@@ -31,6 +32,7 @@ class PredictDemo(widgets.VBox):
         if models is None:
             models = self.client.models() if self.client else ["shapes"]
         self._samples = {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
+        self._samples |= {name: path.read_bytes() for name, path in sample_photos().items()}
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.sample = widgets.Dropdown(
             options=[UPLOAD, *self._samples], value=next(iter(self._samples)), description="Image"

@@ -1,0 +1,63 @@
+"""Every exercise is checked: the learners' copy fails at its checkpoint, the instructors' copy passes.
+
+The learners' copy is what ``make student`` writes (solutions replaced by ``...``). Run as handed
+out, each of its checkpoint cells must fail with the checkpoint's ``AssertionError`` and no other
+cell may fail: the failure comes from the checkpoint, not from an unrelated cell. The instructors'
+copy (the committed notebook) must run with no error at all. Both must leave no server process
+and no file behind (the kernel's working directory is an empty temporary directory).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.notebooks.runner import NOTEBOOKS, errors, has_exercise, is_checkpoint, run_notebook, server_processes
+from yolo_service.teaching import PLACEHOLDER, write_student_notebook
+
+pytestmark = [pytest.mark.slow]
+
+
+def has_exercise_hint(cell):
+    return cell.cell_type == "code" and "# Your turn" in cell.source
+
+
+def summary(notebook, failed):
+    return "\n\n".join(f"cell {i} ({name}: {message})\n{notebook.cells[i].source}" for i, name, message in failed)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_learners_copy_fails_at_its_checkpoints_only(path, tmp_path):
+    student = tmp_path / "student" / path.name
+    assert write_student_notebook(path, student) >= 1, f"{path.name} has no exercise"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    before = server_processes()
+
+    notebook = run_notebook(student, workdir)
+
+    checkpoints = [i for i, cell in enumerate(notebook.cells) if is_checkpoint(cell)]
+    failed = errors(notebook)
+    assert checkpoints, f"{path.name} has no checkpoint cell (a code cell starting with '# Checkpoint')"
+    assert [i for i, _, _ in failed if i not in checkpoints] == [], summary(notebook, failed)
+    assert sorted({i for i, _, _ in failed}) == checkpoints, "every checkpoint must fail as handed out"
+    # check() raises "Not yet: <hint>": the learner is told what to do, not shown a bare traceback.
+    assert {(name, message.startswith("Not yet")) for _, name, message in failed} == {("AssertionError", True)}
+    assert all(PLACEHOLDER in cell.source for cell in notebook.cells if has_exercise_hint(cell))
+    assert server_processes() - before == set(), "the notebook left a server running"
+    assert sorted(p.name for p in workdir.iterdir()) == [], "the notebook left files in its working directory"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_instructors_copy_passes_every_checkpoint(path, tmp_path):
+    before = server_processes()
+
+    notebook = run_notebook(path, tmp_path)
+
+    assert errors(notebook) == [], summary(notebook, errors(notebook))
+    assert any(has_exercise(cell) for cell in notebook.cells)
+    checkpoint_outputs = [
+        "".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells if is_checkpoint(cell)
+    ]
+    assert checkpoint_outputs and all("✅" in text for text in checkpoint_outputs), checkpoint_outputs
+    assert server_processes() - before == set(), "the notebook left a server running"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "the notebook left files in its working directory"

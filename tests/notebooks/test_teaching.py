@@ -1,0 +1,134 @@
+"""The teaching helpers: real source on screen, checkpoints, and the learners' copies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+
+from tests.helpers import ROOT
+from yolo_service import api
+from yolo_service.teaching import PLACEHOLDER, check, source_of, strip_solutions, write_student_notebook
+
+
+def test_source_of_a_nested_route_is_the_file_s_own_lines():
+    snippet = source_of("yolo_service/api.py", "create_app.health")
+    lines = (ROOT / "yolo_service/api.py").read_text().splitlines()
+    assert snippet.text.splitlines()[0] == '@app.get("/health", summary="Liveness: 200 as soon as the process serves")'
+    assert snippet.text.splitlines()[-1] == "    return HealthResponse()"
+    assert lines[snippet.first - 1].strip() == snippet.text.splitlines()[0]
+    assert snippet.language == "python" and snippet.label.startswith("yolo_service/api.py, lines ")
+
+
+def test_source_of_a_method_and_of_an_object():
+    by_name = source_of("yolo_service/api.py", "Service.admit")
+    by_object = source_of(api.Service.admit)
+    assert by_name.text == by_object.text and by_name.first == by_object.first
+    assert by_object.path == "yolo_service/api.py"
+
+
+def test_source_of_a_yaml_block_and_between_markers(tmp_path):
+    path = tmp_path / "compose.yml"
+    path.write_text("services:\n  backend:\n    image: b\n\n    ports: [1]\n  frontend:\n    image: f\n")
+    block = source_of(path, start="backend:")
+    assert block.text == "backend:\n  image: b\n\n  ports: [1]" and (block.first, block.last) == (2, 5)
+    assert source_of(path, start="ports", end="image: f").text == "  ports: [1]\nfrontend:\n  image: f"
+    assert source_of(path, start="backend:").language == "yaml"
+
+
+def test_missing_names_and_markers_say_what_is_missing():
+    with pytest.raises(LookupError, match="no_such_route"):
+        source_of("yolo_service/api.py", "create_app.no_such_route")
+    with pytest.raises(LookupError, match="NOT THERE"):
+        source_of("frontend/app.py", start="NOT THERE")
+
+
+def test_show_source_prints_plain_text_outside_jupyter(capsys):
+    from yolo_service.teaching import show_source
+
+    show_source("frontend/app.py", "default_backend_url")
+    out = capsys.readouterr().out
+    assert out.startswith("# frontend/app.py, lines ") and 'os.environ.get("BACKEND_URL"' in out
+
+
+def test_check_passes_or_fails_with_the_hint(capsys):
+    check(1 + 1 == 2, "right", "unused")
+    assert capsys.readouterr().out == "✅ right\n"
+    with pytest.raises(AssertionError, match=r"^Not yet: set body"):
+        check(False, "right", "set body")
+    with pytest.raises(AssertionError, match=r"Not yet: set body\n  \(NameError: name 'body' is not defined\)"):
+        check(lambda: body["model"] == "shapes", "right", "set body")  # noqa: F821
+
+
+def test_strip_solutions_keeps_hints_indentation_and_valid_python():
+    source = textwrap.dedent(
+        """\
+        # Your turn: return the status
+        def health():
+            # hint: a dict
+            ### BEGIN SOLUTION
+            status = "ok"
+            return {"status": status}
+            ### END SOLUTION
+
+        answer = None
+        ### BEGIN SOLUTION
+        answer = 42
+        ### END SOLUTION
+        print(answer)"""
+    )
+    stripped = strip_solutions(source)
+    assert stripped == textwrap.dedent(
+        f"""\
+        # Your turn: return the status
+        def health():
+            # hint: a dict
+            {PLACEHOLDER}
+
+        answer = None
+        {PLACEHOLDER}
+        print(answer)"""
+    )
+    compile(stripped, "cell", "exec")
+    with pytest.raises(ValueError, match="unbalanced"):
+        strip_solutions("### BEGIN SOLUTION\nx = 1\n")
+
+
+def test_student_notebook_has_no_solution_and_no_output(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("### BEGIN SOLUTION stays in markdown"),
+        nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION", execution_count=3),
+    ]
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="2")]
+    notebook.metadata["widgets"] = {"state": {}}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+
+    assert write_student_notebook(tmp_path / "in.ipynb", tmp_path / "out" / "in.ipynb") == 1
+
+    out = nbformat.read(tmp_path / "out" / "in.ipynb", as_version=4)
+    assert out.cells[1].source == f"x = 1\n{PLACEHOLDER}"
+    assert (out.cells[1].outputs, out.cells[1].execution_count) == ([], None)
+    assert out.cells[0].source == notebook.cells[0].source and "widgets" not in out.metadata
+
+
+def test_make_student_script_writes_every_notebook(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/make_student_notebooks.py", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_teaching_imports_nothing_heavy():
+    heavy = "{'torch', 'ultralytics', 'IPython', 'nbformat', 'numpy'}"
+    code = f"import sys, yolo_service.teaching; print(sorted({heavy} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stderr

@@ -1,0 +1,169 @@
+"""The exported-model engines (OpenVINO, ONNX Runtime) against the PyTorch reference, and without torch."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.helpers import assert_finds
+from tests.unit.test_no_torch import blocker
+from yolo_service import ModelRegistry, Settings, box_iou, random_scene, sample_scenes
+from yolo_service.engines import decode_output, letterbox, nms
+
+EXPORTED = ("openvino", "onnxruntime")
+CONFIDENT = 0.6  # detections this sure must be found by every engine; weaker ones may fall either side of 0.25
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def scenes():
+    """The UI's sample scenes and a few random ones (fixed seed): known shapes on varied backgrounds."""
+    named = [image for image, _ in sample_scenes().values()]
+    rng = random.Random(7)
+    return named + [random_scene(rng, size)[0] for size in ((640, 480), (480, 640), (800, 600), (320, 320))]
+
+
+@pytest.fixture(scope="module")
+def registries(weights_dir):
+    return {
+        engine: ModelRegistry(Settings(engine=engine, weights_dir=weights_dir, offline=True))
+        for engine in ("ultralytics", *EXPORTED)
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(registries):
+    return [registries["ultralytics"].predict_image(image, "shapes").detections for image in scenes()]
+
+
+def assert_match(found, expected, min_iou=0.95):
+    """Every confident box of each side has a box of the same class at IoU >= min_iou on the other side."""
+    for ours, theirs in ((found, expected), (expected, found)):
+        for d in ours:
+            if d.confidence < CONFIDENT:
+                continue
+            best = max((box_iou(d.box, t.box) for t in theirs if t.class_name == d.class_name), default=0.0)
+            assert best >= min_iou, f"{d} has no match (best IoU {best:.3f}) in {theirs}"
+
+
+@pytest.mark.parametrize("engine", EXPORTED)
+def test_exported_engine_matches_pytorch(registries, reference, engine):
+    registry = registries[engine]
+    detector = registry.get("shapes")
+    assert detector.engine == engine and detector.classes == ["circle", "square", "triangle"]
+    assert detector.precision in {"f32", "bf16"}
+    confident = 0
+    for image, expected in zip(scenes(), reference, strict=True):
+        found = registry.predict_image(image, "shapes").detections
+        assert_match(found, expected)
+        confident += sum(d.confidence >= CONFIDENT for d in expected)
+    assert confident >= 12  # the comparison covered many boxes
+
+
+@pytest.mark.parametrize("engine", EXPORTED)
+def test_exported_engine_options(registries, engine):
+    registry = registries[engine]
+    image, shapes = sample_scenes()["three shapes"]
+    assert_finds(shapes, registry.predict_image(image, "shapes").detections)
+    only = registry.predict_image(image, "shapes", classes=["circle"]).detections
+    assert [d.class_name for d in only] == ["circle"]
+    assert len(registry.predict_image(image, "shapes", max_detections=2).detections) == 2
+    assert registry.predict_image(image, "shapes", confidence=0.999).detections == []
+
+
+def test_letterbox_centres_and_scales():
+    from PIL import Image
+
+    tensor, gain, (left, top) = letterbox(Image.new("RGB", (640, 480), (255, 0, 0)), (320, 320))
+    assert tensor.shape == (1, 3, 320, 320) and tensor.dtype == np.float32
+    assert gain == 0.5 and (left, top) == (0, 40)
+    assert tensor[0, :, 0, 0].tolist() == pytest.approx([114 / 255] * 3)  # padding
+    assert tensor[0, :, 160, 160].tolist() == pytest.approx([1.0, 0.0, 0.0])  # the image
+
+
+def test_nms_and_decoding_of_both_head_layouts():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], dtype=np.float32)
+    assert nms(boxes, np.array([0.9, 0.8, 0.7]), iou=0.5).tolist() == [0, 2]
+    # YOLO11 layout [1, 4 + classes, anchors]: xywh then per-class scores.
+    head = np.zeros((1, 6, 3), dtype=np.float32)
+    head[0, :4] = np.array([[5, 6, 25], [5, 6, 25], [10, 10, 10], [10, 10, 10]])
+    head[0, 4:] = np.array([[0.9, 0.8, 0.1], [0.1, 0.1, 0.7]])
+    out, scores, classes = decode_output(head, confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
+    assert out.tolist() == [[0, 0, 10, 10], [20, 20, 30, 30]] and classes.tolist() == [0, 1]
+    # End-to-end layout [1, max_det, 6] (YOLO26): xyxy, score, class; no NMS.
+    e2e = np.array([[[0, 0, 10, 10, 0.9, 2], [1, 1, 10, 10, 0.8, 2], [5, 5, 9, 9, 0.1, 0]]], dtype=np.float32)
+    out, scores, classes = decode_output(e2e, confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
+    assert len(out) == 2 and classes.tolist() == [2, 2] and scores.tolist() == pytest.approx([0.9, 0.8])
+    out, _, _ = decode_output(e2e, confidence=0.25, iou=0.5, class_ids=[0], max_detections=10)
+    assert len(out) == 0
+
+
+@pytest.mark.parametrize("engine", EXPORTED)
+def test_exported_engine_runs_with_torch_and_ultralytics_unimportable(engine, weights_dir):
+    code = blocker(("torch", "torchvision", "ultralytics", "cv2")) + textwrap.dedent(
+        f"""
+        import json, sys
+        from yolo_service import ModelRegistry, Settings, sample_scenes
+        image, shapes = sample_scenes()["three shapes"]
+        registry = ModelRegistry(Settings(engine={engine!r}, offline=True, weights_dir={str(weights_dir)!r}))
+        result = registry.predict_image(image, "shapes")
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in {{"torch", "ultralytics", "cv2"}})
+        print(json.dumps({{"detections": [d.model_dump() for d in result.detections], "heavy": heavy}}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["heavy"] == []
+    from yolo_service import Detection
+
+    assert_finds(sample_scenes()["three shapes"][1], [Detection(**d) for d in out["detections"]])
+
+
+def test_exported_engine_without_onnx_file_says_how_to_export(tmp_path):
+    from yolo_service import ModelUnavailable
+
+    (tmp_path / "mine.pt").write_bytes(b"not used")
+    registry = ModelRegistry(Settings(engine="openvino", weights_dir=tmp_path, offline=True))
+    assert "mine" in registry.catalog.names() and not registry.catalog.available("mine")
+    with pytest.raises(ModelUnavailable, match="yolo-service export mine"):
+        registry.get("mine")
+
+
+def test_cpu_budget_runs_alone_on_all_threads_and_queued_requests_on_one_each():
+    import threading
+    import time
+
+    from yolo_service.engines import CpuBudget
+
+    in_use, peak, lock = [0], [0], threading.Lock()
+
+    def runner(cost):
+        def run(_):
+            with lock:
+                in_use[0] += cost
+                peak[0] = max(peak[0], in_use[0])
+            time.sleep(0.02)
+            with lock:
+                in_use[0] -= cost
+            return cost
+
+        return run
+
+    budget = CpuBudget(2, runner(2), lambda: runner(1))
+    deadline = time.monotonic() + 5
+    while budget._throughput is None and time.monotonic() < deadline:  # built in the background
+        time.sleep(0.01)
+    assert budget(None) == 2  # alone: every thread
+    threads = [threading.Thread(target=budget, args=(None,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] <= 2  # never more threads than CPUs
+    assert budget.runs["throughput"] >= 4  # queued requests ran side by side, one thread each

@@ -1,0 +1,437 @@
+"""Exported-model engines: run a model's ONNX file with OpenVINO or ONNX Runtime, no torch.
+
+``yolo-service export NAME`` writes ``NAME.onnx`` next to the weights (Ultralytics does the
+export; that step needs torch). Serving it needs only NumPy, Pillow and one runtime: the
+letterbox, the box decoding and the NMS below are plain NumPy, and neither torch nor
+Ultralytics is imported here (tests/perf/test_engines.py runs this module with both blocked).
+
+Threads: a :class:`CpuBudget` of one thread per usable CPU. A request alone runs on all of them
+(OpenVINO's LATENCY hint, or ONNX Runtime's intra-op pool); when requests queue, each runs on
+one thread of a second, throughput-shaped compilation (OpenVINO streams, or a one-thread ONNX
+Runtime session), so concurrent requests share the CPUs and never oversubscribe them.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelUnavailable
+from .schema import Detection
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from .config import Settings
+    from .models import ModelSpec
+
+__all__ = ["ENGINES", "ExportedDetector", "decode_output", "export_onnx", "letterbox", "load_detector", "nms"]
+
+logger = logging.getLogger(__name__)
+
+#: The values of ``YOLO_SERVICE_ENGINE``: the PyTorch reference and the two exported-model runtimes.
+ENGINES = ("ultralytics", "openvino", "onnxruntime")
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+MAX_WH = 7680  # class offset for class-aware NMS in one pass (as Ultralytics)
+MAX_NMS = 30000  # candidates kept for NMS, by confidence
+
+
+def load_detector(spec: ModelSpec, settings: Settings) -> Any:
+    """A detector for ``spec`` on the configured engine (``settings.engine``)."""
+    if settings.engine == "ultralytics":
+        from .models import Detector
+
+        return Detector(spec, settings.threads, settings.replicas, settings)
+    onnx_path = spec.exported
+    if not onnx_path.is_file():
+        raise ModelUnavailable(
+            f"model {spec.name!r} has no exported file {onnx_path.name} for the {settings.engine} engine: "
+            f"run `yolo-service export {spec.name}` (needs the serve extra), or set YOLO_SERVICE_ENGINE=ultralytics"
+        )
+    return ExportedDetector(spec, onnx_path, settings)
+
+
+def letterbox(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize ``image`` into ``size`` (height, width) keeping its aspect, pad with grey, as Ultralytics does.
+
+    Returns the NCHW float32 tensor in 0..1, the scale, and the (left, top) padding.
+    """
+    import numpy as np
+    from PIL import Image
+
+    height, width = size
+    gain = min(height / image.height, width / image.width)
+    new_w, new_h = round(image.width * gain), round(image.height * gain)
+    left, top = round((width - new_w) / 2 - 0.1), round((height - new_h) / 2 - 0.1)
+    canvas = Image.new("RGB", (width, height), (PAD_VALUE,) * 3)
+    resized = image if (new_w, new_h) == image.size else image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    canvas.paste(resized, (left, top))
+    tensor = np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1)[None] * (1 / 255)
+    return np.ascontiguousarray(tensor), gain, (left, top)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression of ``boxes`` (xyxy), best score first."""
+    import numpy as np
+
+    order = scores.argsort()[::-1]
+    x0, y0, x1, y1 = boxes.T
+    areas = (x1 - x0).clip(0) * (y1 - y0).clip(0)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = (np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest])).clip(0)
+        h = (np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest])).clip(0)
+        inter = w * h
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_output(
+    output: np.ndarray,
+    *,
+    confidence: float,
+    iou: float,
+    class_ids: list[int] | None,
+    max_detections: int,
+    end_to_end: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (xyxy, input pixels), scores and class ids from a YOLO head's output.
+
+    Two layouts: YOLO11's ``[1, 4 + classes, anchors]`` (xywh and per-class scores; NMS here),
+    and end-to-end models' ``[1, max_det, 6]`` (YOLO26: xyxy, score, class; no NMS needed).
+    ``end_to_end`` None: told apart by the shape.
+    """
+    import numpy as np
+
+    pred = output[0]
+    if end_to_end is None:
+        end_to_end = pred.shape[1] == 6 and pred.shape[0] != 6
+    if end_to_end:
+        boxes, scores, classes = pred[:, :4], pred[:, 4], pred[:, 5].astype(np.int64)
+        keep = scores > confidence
+        if class_ids is not None:
+            keep &= np.isin(classes, class_ids)
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        order = scores.argsort()[::-1][:max_detections]
+        return boxes[order], scores[order], classes[order]
+    pred = pred.T  # anchors x (4 + classes)
+    class_scores = pred[:, 4:]
+    classes = class_scores.argmax(1)
+    scores = class_scores[np.arange(len(pred)), classes]
+    keep = scores > confidence
+    if class_ids is not None:
+        keep &= np.isin(classes, class_ids)
+    pred, scores, classes = pred[keep], scores[keep], classes[keep]
+    if len(scores) > MAX_NMS:
+        top = scores.argsort()[::-1][:MAX_NMS]
+        pred, scores, classes = pred[top], scores[top], classes[top]
+    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kept = nms(boxes + classes[:, None] * MAX_WH, scores, iou)[:max_detections]
+    return boxes[kept], scores[kept], classes[kept]
+
+
+class CpuBudget:
+    """Run inferences within ``cpus`` threads: alone on all of them, or on one each when requests queue.
+
+    ``latency`` runs one inference on every thread; ``throughput`` (built in the background by
+    ``throughput_factory``, so start-up does not wait for it) runs one inference on one thread
+    and may be called from ``cpus`` threads at once.
+    """
+
+    def __init__(
+        self,
+        cpus: int,
+        latency: Callable[[Any], Any],
+        throughput_factory: Callable[[], Callable[[Any], Any]] | None = None,
+    ) -> None:
+        self.cpus = cpus
+        self._latency = latency
+        self._throughput: Callable[[Any], Any] | None = None
+        self._free = cpus
+        self._waiting = 0
+        self._cond = threading.Condition()
+        self.runs = {"latency": 0, "throughput": 0}
+        if cpus > 1 and throughput_factory is not None:
+            builder = threading.Thread(target=self._build, args=(throughput_factory,), name="compile-throughput")
+            builder.daemon = True
+            builder.start()
+            atexit.register(builder.join)  # a runtime killed mid-compile at exit aborts the process
+
+    def _build(self, factory: Callable[[], Callable[[Any], Any]]) -> None:
+        try:
+            run = factory()
+        except Exception:  # the latency path still serves every request; say why throughput is off
+            logger.exception("the throughput compilation failed: requests run one at a time")
+            return
+        with self._cond:
+            self._throughput = run
+            self._cond.notify_all()
+
+    def __call__(self, tensor: Any) -> Any:
+        """Run one inference when the budget allows, on all threads if it is alone, else on one."""
+        with self._cond:
+            self._waiting += 1
+            while True:
+                if self._free == self.cpus and (self._waiting == 1 or self._throughput is None):
+                    mode, cost, run = "latency", self.cpus, self._latency
+                    break
+                if self._throughput is not None and self._free >= 1:
+                    mode, cost, run = "throughput", 1, self._throughput
+                    break
+                self._cond.wait()
+            self._waiting -= 1
+            self._free -= cost
+            self.runs[mode] += 1
+        try:
+            return run(tensor)
+        finally:
+            with self._cond:
+                self._free += cost
+                self._cond.notify_all()
+
+
+class ExportedDetector:
+    """A model's ONNX file on OpenVINO or ONNX Runtime, with the :class:`~yolo_service.models.Detector` interface.
+
+    ``predict`` is safe to call from many threads at once.
+    """
+
+    def __init__(self, spec: ModelSpec, path: Path, settings: Settings) -> None:
+        self.spec = spec
+        self.path = path
+        self.settings = settings  # the default thresholds
+        self.engine = settings.engine
+        self.threads = settings.threads
+        self.precision = settings.precision
+        try:
+            if self.engine == "openvino":
+                self._run, shape, metadata = self._openvino(path, settings)
+            elif self.engine == "onnxruntime":
+                self._run, shape, metadata = self._onnxruntime(path, settings)
+            else:
+                raise ModelUnavailable(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
+        except ImportError as exc:
+            raise ModelUnavailable(
+                f"cannot load model {spec.name!r} on {self.engine}: {exc}; "
+                "install the runtime extra: pip install 'yolo-service[runtime]'"
+            ) from exc
+        self.names: dict[int, str] = _names(metadata, spec)
+        self.end_to_end = {"True": True, "False": False}.get(metadata.get("end2end", ""))
+        self.input_size: tuple[int, int] = shape  # (height, width) of the exported input
+        self.imgsz = max(shape)
+        from PIL import Image
+
+        self.predict(Image.new("RGB", (shape[1], shape[0]), (PAD_VALUE,) * 3))  # warm up
+
+    def _openvino(self, path: Path, settings: Settings) -> tuple[Any, tuple[int, int], dict[str, str]]:
+        import numpy as np
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
+        metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": settings.threads}
+        precision = settings.precision
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if precision == "bf16" and "BF16" not in capabilities:
+            logger.warning("precision bf16 requested but this CPU has no bf16 (%s): using f32", capabilities)
+            precision = "f32"
+        if precision != "auto":  # auto: OpenVINO's default, bf16 where the CPU has it, else f32
+            config["INFERENCE_PRECISION_HINT"] = precision
+        cache = _cache_dir(settings)
+        if cache:  # compiled blobs: the next start compiles in a third of the time
+            core.set_property({"CACHE_DIR": str(cache)})
+        compiled = core.compile_model(model, "CPU", config)
+        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        request = compiled.create_infer_request()
+        shape = tuple(compiled.input(0).shape)
+
+        def latency(tensor: np.ndarray) -> np.ndarray:
+            return request.infer({0: tensor})[compiled.output(0)]
+
+        def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
+            streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
+            parallel = core.compile_model(model, "CPU", {**config, **streams})
+            pool: queue.SimpleQueue = queue.SimpleQueue()
+            for _ in range(settings.threads):
+                pool.put(parallel.create_infer_request())
+
+            def run(tensor: np.ndarray) -> np.ndarray:
+                infer = pool.get()
+                try:
+                    return infer.infer({0: tensor})[parallel.output(0)].copy()
+                finally:
+                    pool.put(infer)
+
+            run(np.zeros(tuple(parallel.input(0).shape), dtype=np.float32))  # warm up
+            return run
+
+        budget = CpuBudget(settings.threads, latency, throughput_factory)
+        return budget, (int(shape[2]), int(shape[3])), metadata
+
+    def _onnxruntime(self, path: Path, settings: Settings) -> tuple[Any, tuple[int, int], dict[str, str]]:
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads must not spin: other requests' decoding needs those CPUs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.precision = "f32"
+        name = session.get_inputs()[0].name
+        shape = session.get_inputs()[0].shape
+
+        def latency(tensor: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: tensor})[0]
+
+        def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
+            options.intra_op_num_threads = 1  # called from several threads at once, one CPU each
+            single = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            single.run(None, {name: np.zeros(shape, dtype=np.float32)})  # warm up
+            return lambda tensor: single.run(None, {name: tensor})[0]
+
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        budget = CpuBudget(settings.threads, latency, throughput_factory)
+        return budget, (int(shape[2]), int(shape[3])), metadata
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in id order."""
+        return [self.names[i] for i in sorted(self.names)]
+
+    def class_ids(self, classes: list[str] | None) -> list[int] | None:
+        """Ids of the given class names (None: all classes)."""
+        from .models import class_ids
+
+        return class_ids(self.spec.name, self.names, classes)
+
+    def predict(
+        self,
+        image: Image.Image,
+        *,
+        confidence: float | None = None,
+        iou: float | None = None,
+        classes: list[str] | None = None,
+        max_detections: int | None = None,
+    ) -> tuple[list[Detection], float]:
+        """Detect objects in an RGB image; return detections (its pixels) and seconds taken.
+
+        Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
+        """
+        confidence = self.settings.confidence if confidence is None else confidence
+        iou = self.settings.iou if iou is None else iou
+        max_detections = self.settings.max_detections if max_detections is None else max_detections
+        ids = self.class_ids(classes)
+        started = time.perf_counter()
+        tensor, gain, (left, top) = letterbox(image, self.input_size)
+        output = self._run(tensor)
+        boxes, scores, found = decode_output(
+            output,
+            confidence=confidence,
+            iou=iou,
+            class_ids=ids,
+            max_detections=max_detections,
+            end_to_end=self.end_to_end,
+        )
+        boxes = boxes - [left, top, left, top]
+        boxes /= gain
+        boxes = boxes.clip(0, [image.width, image.height, image.width, image.height])
+        elapsed = time.perf_counter() - started
+        detections = [
+            Detection(
+                x_min=round(float(x0)),
+                y_min=round(float(y0)),
+                x_max=round(float(x1)),
+                y_max=round(float(y1)),
+                class_name=self.names.get(int(cls), str(int(cls))),
+                class_id=int(cls),
+                confidence=round(float(conf), 4),
+            )
+            for (x0, y0, x1, y1), conf, cls in zip(boxes.tolist(), scores.tolist(), found.tolist(), strict=True)
+        ]
+        return detections, elapsed
+
+
+def _cache_dir(settings: Settings) -> Path | None:
+    """OpenVINO's compiled-model cache: a directory in the weights directory, if it can be written."""
+    path = settings.weights_dir / "openvino-cache"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+def _names(metadata: dict[str, str], spec: ModelSpec) -> dict[int, str]:
+    """Class names from Ultralytics' ``names`` metadata, else the catalog's, else ``class0…``."""
+    text = metadata.get("names")
+    if text:
+        try:
+            return {int(k): str(v) for k, v in ast.literal_eval(text).items()}
+        except (ValueError, SyntaxError):
+            logger.warning("unreadable class names in %s: %r", spec.name, text[:80])
+    if spec.classes:
+        return dict(enumerate(spec.classes))
+    return {}
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.-]+/)+")
+
+
+def export_onnx(spec: ModelSpec, out: Path | None = None, imgsz: int | None = None, simplify: bool = True) -> Path:
+    """Export ``spec``'s ``.pt`` weights to ONNX with Ultralytics (needs torch); return the file.
+
+    The file goes next to the weights (``NAME.onnx``) unless ``out`` is given. Absolute paths of
+    the exporting machine (e.g. the training data's location) are removed from its metadata.
+    """
+    import os
+    import shutil
+
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install onnx at run time
+    from .models import _import_ultralytics
+
+    _import_ultralytics()
+    from ultralytics import YOLO
+
+    if spec.path.suffix != ".pt":
+        raise ModelUnavailable(f"model {spec.name!r} has no .pt weights to export ({spec.path.name})")
+    target = out or spec.exported
+    model = YOLO(str(spec.path), task="detect")
+    with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
+        written = Path(model.export(format="onnx", imgsz=imgsz or spec.imgsz, dynamic=False, simplify=simplify))
+    _clean_metadata(written)
+    if written.resolve() != target.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(written, target)
+    return target
+
+
+def _clean_metadata(path: Path) -> None:
+    """Strip absolute paths from an ONNX file's metadata (they name directories of the exporting machine)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        prop.value = _ABSOLUTE_PATH.sub("", prop.value)
+    onnx.save(model, str(path))

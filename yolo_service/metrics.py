@@ -1,0 +1,133 @@
+"""``GET /metrics`` in the Prometheus text format: requests, latencies, model time, queue depth, refusals.
+
+One :class:`Metrics` per app, on its own ``CollectorRegistry`` (two apps in one process, as in
+tests, count separately). A pure ASGI middleware counts every response, including the ones
+that never reach a route (the body limit's 413); routes are labelled by their template
+(``/models/{name}``), so label values stay few whatever paths clients send.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from .schema import PredictResponse
+
+__all__ = ["Metrics", "instrument"]
+
+PREDICT_ROUTES = frozenset({"/predict", "/predict/file"})
+#: Why a predict request got no detections, by status.
+REFUSALS = {400: "invalid_image", 413: "too_large", 415: "unsupported_format", 503: "unavailable"}
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of their own."""
+
+    def __init__(self, queue_depth: Callable[[], float] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "yolo_service_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "yolo_service_request_duration_seconds",
+            "HTTP request latency, from the first byte in to the last out",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_time = Histogram(
+            "yolo_service_model_seconds",
+            "time in the model per prediction (the response's `time`)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "yolo_service_images_refused", "predict requests refused, by reason", ["reason"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "yolo_service_queue_depth", "predict requests in flight or waiting", registry=self.registry
+        )
+        if queue_depth is not None:
+            self.queue_depth.set_function(queue_depth)
+
+    def observe_prediction(self, response: PredictResponse) -> None:
+        """Record one prediction's model time."""
+        self.model_time.labels(response.model).observe(response.time)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one HTTP response."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if route in PREDICT_ROUTES and status in REFUSALS:
+            self.refused.labels(REFUSALS[status]).inc()
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus' text exposition format."""
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Time and count every HTTP response (pure ASGI: no body buffering, streaming untouched)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], frozenset[str]]) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            if route is None:  # refused before routing (body limit) or no such path
+                route = scope["path"] if scope["path"] in self.routes() else "other"
+            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
+
+
+def instrument(app: FastAPI, service: Any) -> Metrics:
+    """Add ``GET /metrics`` and the counting middleware to ``app``; call it after the other middleware."""
+    from fastapi.responses import PlainTextResponse
+
+    metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
+    service.registry.on_predict.append(metrics.observe_prediction)
+
+    @functools.cache
+    def paths() -> frozenset[str]:  # the app's routes, read on the first request (all are defined by then)
+        return frozenset(getattr(route, "path", "") for route in app.routes)
+
+    # response_class, not a return annotation: annotations are strings here (PEP 563) and FastAPI
+    # cannot resolve a name imported inside this function.
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics: requests, latencies, model time, queue depth, refusals",
+        response_class=PlainTextResponse,
+    )
+    def prometheus_metrics():  # noqa: ANN202
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=paths)
+    app.state.metrics = metrics
+    return metrics
