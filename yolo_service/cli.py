@@ -17,10 +17,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import get_settings
 from .errors import YoloServiceError
+
+if TYPE_CHECKING:
+    from .schema import PredictResponse
 
 __all__ = ["main"]
 
@@ -112,7 +116,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0 if (api.stop() or 0) in (0, -signal.SIGTERM) else 1  # stop() again only reads the exit code
 
 
-def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
+def _print_table(response: PredictResponse) -> None:
     print(
         f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
         f"({response.image.width}x{response.image.height})"
@@ -349,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except YoloServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
