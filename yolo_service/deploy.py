@@ -28,6 +28,7 @@ __all__ = [
     "CLOUD_RUN_MAX_REQUEST_BYTES",
     "CLOUD_RUN_SHUTDOWN_GRACE_SECONDS",
     "FRONTEND_PORT",
+    "MEASURED_PEAK_RSS_MB",
     "CloudRunService",
     "DeployConfig",
     "backend_concurrency",
@@ -58,12 +59,11 @@ CLOUD_RUN_SHUTDOWN_GRACE_SECONDS = 10
 #: The APIs the path uses: Cloud Run, Artifact Registry (images), Cloud Build (building without Docker).
 APIS = ("run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com")
 
-# Sizing, from a measurement on 2 CPUs (scripts/measure_backend_memory.py, the PyTorch engine with a
-# yolo26n-sized model under 32 concurrent 640x480 requests): peak RSS about 0.9 GB. 2 GiB leaves room
-# for larger images (decoded pixels) and is Cloud Run's minimum for nothing; 2 CPUs match the
-# server's model replicas (one per CPU). The torch-free runtime engine needs less; the same size is
-# kept so that `--target torch` deploys with the same command.
-BACKEND_MEMORY = "2Gi"
+# Sizing, from a measurement on 2 CPUs (scripts/measure_backend_memory.py: a yolo26n-sized model, 32
+# concurrent requests of 640x480 then 4000x3000 JPEGs): peak RSS in MB per backend target. Memory is
+# the next Cloud Run size with at least 30 % headroom; 2 CPUs match the server's two model replicas.
+MEASURED_PEAK_RSS_MB = {"runtime": 608, "torch": 1484}
+BACKEND_MEMORY = {"runtime": "1Gi", "torch": "2Gi"}
 BACKEND_CPU = 2
 FRONTEND_MEMORY = "512Mi"
 FRONTEND_CPU = 1
@@ -202,7 +202,7 @@ def deploy_backend_command(config: DeployConfig, settings: Settings | None = Non
         *_scope(config),
         "--allow-unauthenticated",
         f"--port={BACKEND_PORT}",
-        f"--memory={BACKEND_MEMORY}",
+        f"--memory={BACKEND_MEMORY[config.backend_target]}",
         f"--cpu={BACKEND_CPU}",
         f"--concurrency={concurrency}",
         f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency}",
