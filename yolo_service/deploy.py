@@ -29,7 +29,6 @@ __all__ = [
     "CLOUD_RUN_SHUTDOWN_GRACE_SECONDS",
     "FRONTEND_PORT",
     "MEASURED_PEAK_RSS_MB",
-    "CloudRunService",
     "DeployConfig",
     "backend_concurrency",
     "backend_url_command",
@@ -47,7 +46,6 @@ __all__ = [
     "enable_apis_commands",
     "gcloud_project",
     "run",
-    "run_or_explain",
 ]
 
 #: The ``PORT`` each image sets (backend/Dockerfile, frontend/Dockerfile; a test checks they agree).
@@ -339,48 +337,3 @@ def gcloud_project() -> tuple[str | None, str]:
     if result.returncode != 0 or not project or project == "(unset)":
         return None, "gcloud has no project configured: run `gcloud init`"
     return project, f"project {project}"
-
-
-# ---- Kept for the old notebooks 03/04 until their replacements (05_compose, 06_cloud_run) land.
-
-
-@dataclass(frozen=True)
-class CloudRunService:
-    """Deprecated: use :class:`DeployConfig` and :func:`deploy_backend_command`."""
-
-    name: str = "yolo-backend"
-    image: str = "europe-west1-docker.pkg.dev/PROJECT/yolo-service/backend:latest"
-    region: str = "europe-west1"
-    port: int = BACKEND_PORT
-
-    def deploy_command(self) -> list[str]:
-        """The backend's deploy command, with this service's name, image and region."""
-        project = self.image.split("/")[1] if self.image.count("/") >= 3 else "PROJECT"
-        config = DeployConfig(project=project, region=self.region, backend_service=self.name)
-        command = deploy_backend_command(config)
-        return [f"--image={self.image}" if arg.startswith("--image=") else arg for arg in command]
-
-    def url_command(self) -> list[str]:
-        """Print the service's HTTPS URL."""
-        return [
-            "gcloud",
-            "run",
-            "services",
-            "describe",
-            self.name,
-            f"--region={self.region}",
-            "--format=value(status.url)",
-        ]
-
-    def delete_command(self) -> list[str]:
-        """Delete the service."""
-        return ["gcloud", "run", "services", "delete", self.name, f"--region={self.region}", "--quiet"]
-
-
-def run_or_explain(command: list[str], available: bool, why: str, timeout: float = 900) -> int | None:
-    """Deprecated: use :func:`run`. Run ``command`` when ``available``; else print it and ``why`` not."""
-    if not available:
-        print(f"not run ({why}). The command is:\n  {shlex.join(command)}")
-        return None
-    print(f"$ {shlex.join(command)}")
-    return subprocess.run(command, timeout=timeout).returncode
