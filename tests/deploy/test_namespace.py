@@ -137,7 +137,9 @@ def test_backend_image_runs_offline_from_read_only_code(refused, target, baked_w
     status, body = result["not_baked"]  # a model not in the image: refused at once, never downloaded
     assert status == 503 and body["error"] == "ModelUnavailable" and "yolo26n, shapes" in body["detail"], body
     # A clean shutdown: uvicorn drains, then re-raises SIGTERM (exit status -15), as it does outside too.
-    assert result["returncode"] in (0, -signal.SIGTERM) and "Application shutdown complete" in log, log
+    # (Not asserted on the log: its last lines go through a queue that a SIGTERM exit may not flush.)
+    stopped = {key: result[key] for key in ("returncode", "exit_after_sigterm")}
+    assert result["returncode"] in (0, -signal.SIGTERM), (stopped, log)
     assert result["exit_after_sigterm"] < CLOUD_RUN_SHUTDOWN_GRACE_SECONDS, result
     assert sorted(p.name for p in weights.iterdir()) == baked  # nothing written beside the weights
     print(f"{target}: ready after {result['ready_after']} s, exit {result['exit_after_sigterm']} s after SIGTERM")
