@@ -428,10 +428,12 @@ def export_onnx(spec: ModelSpec, out: Path | None = None, imgsz: int | None = No
 
 
 def _clean_metadata(path: Path) -> None:
-    """Strip absolute paths from an ONNX file's metadata (they name directories of the exporting machine)."""
+    """Strip absolute paths (directories of the exporting machine) and the date from an ONNX file's metadata."""
     import onnx
 
     model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        prop.value = _ABSOLUTE_PATH.sub("", prop.value)
+    kept = [(p.key, _ABSOLUTE_PATH.sub("", p.value)) for p in model.metadata_props if p.key != "date"]
+    del model.metadata_props[:]  # the export date too: the same weights give the same file
+    for key, value in kept:
+        model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
