@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.responses import Response
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -109,8 +110,6 @@ class MetricsMiddleware:
 
 def instrument(app: FastAPI, service: Any) -> Metrics:
     """Add ``GET /metrics`` and the counting middleware to ``app``; call it after the other middleware."""
-    from fastapi import Response
-
     metrics = Metrics(queue_depth=lambda: getattr(service, "_in_flight", 0))
     service.registry.on_predict.append(metrics.observe_prediction)
 
