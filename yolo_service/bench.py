@@ -480,14 +480,15 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
     rows = figures["inprocess"]
-    labels = [f"{r['engine']}\n{r['imgsz']}px {r['threads']}t" for r in rows]
+    labels = [f"{r['engine']} {r['imgsz']}px, {r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in rows]
     colors = {"ultralytics": "#fdae6b", "openvino": "#74c476", "onnxruntime": "#6baed6"}
-    axes[0].bar(range(len(rows)), [r["p50_ms"] for r in rows], color=[colors[r["engine"]] for r in rows])
-    axes[0].set_xticks(range(len(rows)), labels, fontsize=7)
-    axes[0].set_ylabel("p50 latency (ms)")
-    axes[0].set_title("in-process, per engine, input size and threads")
+    axes[0].barh(range(len(rows)), [r["p50_ms"] for r in rows], color=[colors[r["engine"]] for r in rows])
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("p50 latency (ms), in-process")
+    axes[0].set_title("per engine, input size and threads")
     servers = figures["servers"]
     plot_concurrency(servers["openvino"]["concurrency"], axes[1], "server, openvino (torch-free), 640 px")
     plot_concurrency(servers["ultralytics"]["concurrency"], axes[2], "server, ultralytics (PyTorch), 640 px")
