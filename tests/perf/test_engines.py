@@ -189,3 +189,17 @@ def test_end_to_end_head_decodes_like_ultralytics(tmp_path, monkeypatch):
     for d in ours:
         best = max((box_iou(d.box, tuple(b)) for b, c in boxes if int(c) == d.class_id), default=0.0)
         assert best >= 0.95, d
+
+
+def test_bundled_onnx_metadata_names_the_classes_and_no_machine_paths():
+    import onnxruntime as ort
+
+    from yolo_service.models import BUNDLED_DIR
+
+    session = ort.InferenceSession(str(BUNDLED_DIR / "shapes.onnx"), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert metadata["names"] == "{0: 'circle', 1: 'square', 2: 'triangle'}" and metadata["imgsz"] == "[320, 320]"
+    assert "date" not in metadata
+    for value in metadata.values():
+        assert not any(root in value for root in ("/tmp", "/work", "/home", "/root", "/Users")), value
+    assert [tuple(i.shape) for i in session.get_inputs()] == [(1, 3, 320, 320)]
