@@ -246,7 +246,8 @@ def _export(args: argparse.Namespace) -> int:
 
     catalog = ModelCatalog()
     catalog.download(args.name)
-    path = export_onnx(catalog.spec(args.name), Path(args.out) if args.out else None, imgsz=args.imgsz)
+    out = Path(args.out) if args.out else None
+    path = export_onnx(catalog.spec(args.name), out, imgsz=args.imgsz, nms_free=args.nms_free)
     print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
     return 0
 
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
     p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.add_argument("--nms-free", action="store_true", help="YOLO26: export the end-to-end head (no NMS at run time)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")
