@@ -99,6 +99,24 @@ def big_body() -> bytes:
     return ('{"model": "shapes", "image": "' + image + '"}').encode()
 
 
+def post_expecting_continue(url: str, body: bytes) -> int:
+    """POST with ``Expect: 100-continue`` (what curl does for large bodies): the body goes only after a 100."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        answer = sock.recv(65536)
+        if answer.startswith(b"HTTP/1.1 100"):
+            sock.sendall(body)
+            answer = answer.partition(b"\r\n\r\n")[2] or sock.recv(65536)
+        return int(answer.split()[1])
+
+
 def overload(concurrent: int, queue: int = 4) -> None:
     """(b): ``concurrent`` 7 MB requests at once against max_queue=``queue``."""
     body = big_body()
@@ -132,7 +150,44 @@ def overload(concurrent: int, queue: int = 4) -> None:
         if refused:
             p50 = statistics.median(refused) * 1000
             p90 = refused[int(0.9 * (len(refused) - 1))] * 1000
-            print(f"    503 latency p50 {p50:.0f} ms, p90 {p90:.0f} ms, max {refused[-1] * 1000:.0f} ms")
+            print(
+                f"    503 latency at the client (incl. uploading its 7 MB): p50 {p50:.0f} ms, p90 {p90:.0f} ms, "
+                f"max {refused[-1] * 1000:.0f} ms"
+            )
+        # A client that says "Expect: 100-continue" never uploads a refused body: time to its answer.
+        expecting: list[tuple[int, float]] = []
+        barrier = threading.Barrier(concurrent)
+
+        def post_expect() -> None:
+            barrier.wait()
+            started = time.perf_counter()
+            status = post_expecting_continue(server.url, body)
+            expecting.append((status, time.perf_counter() - started))
+
+        threads = [threading.Thread(target=post_expect) for _ in range(concurrent)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        refused_fast = sorted(seconds for status, seconds in expecting if status == 503)
+        counts = {s: sum(1 for status, _ in expecting if status == s) for s in sorted({s for s, _ in expecting})}
+        print(f"    the same with Expect: 100-continue: {counts}")
+        if refused_fast:
+            print(
+                f"    503 latency at the client: p50 {statistics.median(refused_fast) * 1000:.0f} ms, "
+                f"max {refused_fast[-1] * 1000:.0f} ms"
+            )
+        # The server's own view (its request log): from the request's headers to the 503 sent, body unread.
+        served = sorted(
+            float(line.split()[-2])
+            for line in server.log().splitlines()
+            if "yolo_service.api: POST /predict 503" in line
+        )
+        if served:
+            print(
+                f"    503 latency in the server (headers in -> answer out): p50 {statistics.median(served):.1f} ms, "
+                f"max {served[-1]:.1f} ms"
+            )
         print(f"    server peak RSS (VmHWM): {peak_rss_mb(server.proc.pid):.0f} MB (after start: {rss_before:.0f} MB)")
 
 
