@@ -1,0 +1,151 @@
+"""The notebooks' live cells, run against fake ``docker`` and ``gcloud`` that record their arguments.
+
+Notebooks 05 (compose), 06 (Cloud Run) and 07 (clean-up) build, push, deploy and delete only through
+``deploy.run(command, live=LIVE)``. Here the two tools are small scripts first on ``PATH`` that append
+their argv to a record file (the moto style of testing cloud calls): with ``LIVE = True`` the
+notebooks must issue exactly the commands that ``yolo_service.deploy`` builds, in order; with the
+switch off, neither tool may be called at all. No test touches the network: the fake ``gcloud``
+answers ``services describe`` with the URL of a local backend, so the "call the deployed URL" cells
+call 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.helpers import ROOT
+from yolo_service import deploy
+from yolo_service.processes import LocalServer
+
+pytestmark = [pytest.mark.slow]
+
+LIVE_OFF = "LIVE = False  # True: really run docker / gcloud"
+FAKE_PROJECT = "fake-project"
+GET_PROJECT = ["gcloud", "config", "get-value", "project"]
+
+# One script for both tools: it records its name and arguments, then answers like the real one would.
+FAKE_TOOL = """#!{python}
+import json, os, sys
+name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
+with open(os.environ["FAKE_TOOLS_RECORD"], "a") as record:
+    record.write(json.dumps([name, *args]) + "\\n")
+if args[:3] == ["config", "get-value", "project"]:
+    print("{project}")
+elif args[:3] == ["run", "services", "describe"]:
+    print(os.environ["FAKE_SERVICE_URL"])
+elif args[:1] == ["info"]:
+    print("27.3.1")
+else:
+    print("fake " + name + ": ok")
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path, monkeypatch) -> Path:
+    """Fake docker and gcloud first on PATH; returns the record file they append to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("docker", "gcloud"):
+        tool = bin_dir / name
+        tool.write_text(FAKE_TOOL.format(python=sys.executable, project=FAKE_PROJECT))
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    record = tmp_path / "record.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_TOOLS_RECORD", str(record))
+    return record
+
+
+@pytest.fixture(scope="module")
+def deployed_backend():
+    """A local backend standing in for the Cloud Run service the fake gcloud 'deployed'."""
+    with LocalServer(["yolo-service", "serve", "--host", "127.0.0.1"]) as server:
+        yield server
+
+
+def recorded(record: Path) -> list[list[str]]:
+    """The commands the fake tools received, in order."""
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def run_notebook(name: str, workdir: Path, *, live: bool) -> nbformat.NotebookNode:
+    """Execute a copy of ``notebooks/NAME.ipynb`` (its switch set to ``live``) in ``workdir``; fail on any error."""
+    notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    switches = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip() == LIVE_OFF]
+    assert len(switches) == 1, f"{name}: exactly one visible switch cell `{LIVE_OFF}`"
+    if live:
+        switches[0].source = LIVE_OFF.replace("False", "True", 1)
+    workdir.mkdir()
+    NotebookClient(
+        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
+    assert list(workdir.iterdir()) == [], f"{name} left files in its working directory"
+    return notebook
+
+
+def printed(notebook: nbformat.NotebookNode) -> str:
+    """Everything the notebook's cells printed."""
+    return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def compose_commands() -> list[list[str]]:
+    """What notebook 05 runs with Docker: up, ps, the check from inside the UI container, down."""
+    compose = ["docker", "compose", "-f", "docker-compose.yml"]
+    return [
+        deploy.compose_up_command(),
+        [*compose, "ps"],
+        [*compose, "exec", "-T", "frontend", "yolo-service", "check", "http://backend:8000"],
+        deploy.compose_down_command(),
+    ]
+
+
+def cloud_run_commands(config: deploy.DeployConfig, backend_url: str) -> list[list[str]]:
+    """The whole path of notebook 06, in order: the workshop's documented commands."""
+    return [
+        GET_PROJECT,
+        *deploy.enable_apis_commands(config),
+        deploy.create_repository_command(config),
+        deploy.docker_auth_command(config),
+        *deploy.build_push_commands(config),
+        deploy.deploy_backend_command(config),
+        deploy.backend_url_command(config),
+        deploy.deploy_frontend_command(config, backend_url),
+        *deploy.cleanup_commands(config),
+    ]
+
+
+def test_compose_notebook_live_runs_exactly_the_documented_docker_commands(fake_tools, tmp_path):
+    run_notebook("05_compose", tmp_path / "work", live=True)
+    assert recorded(fake_tools) == compose_commands()
+
+
+def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_gave(
+    fake_tools, tmp_path, monkeypatch, deployed_backend
+):
+    monkeypatch.setenv("FAKE_SERVICE_URL", deployed_backend.url)
+    notebook = run_notebook("06_cloud_run", tmp_path / "work", live=True)
+    config = deploy.DeployConfig(project=FAKE_PROJECT)
+    assert recorded(fake_tools) == cloud_run_commands(config, deployed_backend.url)
+    output = printed(notebook)
+    assert f"checking {deployed_backend.url}" in output and "all checks passed" in output
+    assert "stand-in" not in output.split("calling ", 1)[1].splitlines()[0]
+
+
+def test_going_further_notebook_live_cleans_up_everything(fake_tools, tmp_path):
+    run_notebook("07_going_further", tmp_path / "work", live=True)
+    config = deploy.DeployConfig(project=FAKE_PROJECT)
+    assert recorded(fake_tools) == [GET_PROJECT, deploy.compose_down_command(), *deploy.cleanup_commands(config)]
+
+
+@pytest.mark.parametrize("name", ["05_compose", "06_cloud_run", "07_going_further"])
+def test_with_the_switch_off_no_tool_is_ever_called(name, fake_tools, tmp_path):
+    notebook = run_notebook(name, tmp_path / "work", live=False)
+    assert recorded(fake_tools) == []
+    assert "not run" in printed(notebook)
