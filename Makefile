@@ -54,11 +54,11 @@ lint: install
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
-bench: install  ## speed figures (not a test): in-process vs HTTP, requests/s
-	YOLO_SERVICE_OFFLINE=1 $(PY) benchmarks/bench_predict.py
+bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
+	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)
 
 student:  ## the learners' notebooks in student/: solutions replaced by `...` (needs the venv: make install)
 	$(PY) scripts/make_student_notebooks.py
 
 clean:
-	rm -rf $(VENV) build test-artifacts .pytest_cache
+	rm -rf $(VENV) build bench test-artifacts .pytest_cache

@@ -23,6 +23,7 @@ from .errors import (
     NotReady,
     Overloaded,
     ServiceUnavailable,
+    Unauthorized,
     UnknownModel,
     UnsupportedImageFormat,
     YoloServiceError,
@@ -30,7 +31,7 @@ from .errors import (
 from .images import decode_base64, encode_base64, encode_image, load_image
 from .models import COCO_MODELS, ModelCatalog, ModelRegistry, download, predict
 from .samples import sample_files, sample_photos
-from .schema import Detection, ImageInfo, ModelInfo, PredictRequest, PredictResponse, box_iou
+from .schema import Detection, ImageInfo, ModelInfo, PredictOptions, PredictRequest, PredictResponse, box_iou
 from .shapes import SHAPE_CLASSES, Shape, draw_scene, random_scene, sample_scene, sample_scenes
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "NotReady",
     "Overloaded",
     "predict",
+    "PredictOptions",
     "PredictRequest",
     "PredictResponse",
     "random_scene",
@@ -71,6 +73,7 @@ __all__ = [
     "Settings",
     "Shape",
     "SHAPE_CLASSES",
+    "Unauthorized",
     "UnknownModel",
     "UnsupportedImageFormat",
     "YoloServiceError",

@@ -3,42 +3,76 @@
 ``create_app(settings)`` builds the app; uvicorn runs it as a factory
 (``uvicorn --factory yolo_service.api:create_app``). The default model loads in a
 background thread started by the lifespan, so ``/health`` answers at once and
-``/ready`` turns 200 when the model is loaded. Inference and decoding run in worker
-threads, never on the event loop; a bounded counter turns excess load into a fast 503.
+``/ready`` turns 200 when the model is loaded.
+
+Around the routes, pure ASGI middlewares, outermost first:
+
+- :class:`RequestLog` logs one line per request, errors included, and is the last resort:
+  an exception nobody expected becomes a JSON 500, logged once with its traceback.
+- :class:`ApiKeyGate` refuses a request without the configured key (401) before its body is read.
+- :class:`BodyLimit` refuses a body over the limit (413) before it is read or as it streams in.
+- :class:`Admission` refuses a predict request when ``max_queue`` are in flight (503 +
+  ``Retry-After``) before its body is read, so a full server does no work for it.
+
+Inside, decoding, prediction and drawing (the work that holds pixels) run in worker threads,
+at most ``worker_slots`` at once; admitted requests wait for a slot without a thread.
+Every error, the framework's own included, is rendered by :func:`error_response` as
+``{"detail": str, "error": str}`` (schema errors add ``fields``). Logging goes through
+:mod:`yolo_service.logs`, so a slow log reader can never stop the event loop.
 """
 
 from __future__ import annotations
 
+import hmac
+import http
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+import anyio
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, logs
 from .config import Settings, get_settings
 from .drawing import draw_detections
-from .errors import ImageTooLarge, NotReady, Overloaded, YoloServiceError
-from .images import decode_base64, encode_base64, load_image, load_reduced
+from .errors import (
+    ImageTooLarge,
+    InternalError,
+    InvalidRequest,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Overloaded,
+    Unauthorized,
+    YoloServiceError,
+)
+from .images import decode_base64, load_reduced
 from .metrics import instrument
 from .models import ModelRegistry
 from .schema import (
+    Detection,
     ErrorResponse,
     HealthResponse,
     ModelInfo,
+    PredictOptions,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
 )
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "error_response"]
 
 logger = logging.getLogger("yolo_service.api")
 
@@ -48,28 +82,108 @@ DESCRIPTION = (
     "name from `GET /models`; get back the detected objects' boxes (pixels of the original image), "
     "class names and confidences, and the model's processing time in seconds."
 )
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text}
-    for code, text in {
-        400: "not base64, or not an image",
-        404: "unknown model",
-        413: "body or image too large",
-        415: "image format not allowed",
-        503: "model unavailable, not ready, or overloaded (see Retry-After)",
-    }.items()
+PREDICT_PATHS = frozenset({"/predict", "/predict/file"})
+#: Open even when an API key is set: probes and healthchecks carry no key (/health, /ready), and the
+#: title, version and API description are the public contract; Swagger's "Authorize" button needs
+#: /docs and /openapi.json to send the key. Everything that touches a model or costs CPU needs it.
+OPEN_PATHS = frozenset(
+    {"/", "/version", "/describe", "/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+API_KEY_HEADER = "X-API-Key"
+_WHEN = {
+    400: "not base64, not an image, or a body that cannot be parsed",
+    401: f"an API key is configured and the {API_KEY_HEADER} header is missing or wrong",
+    404: "unknown model",
+    413: "body or image too large",
+    415: "image format not allowed",
+    422: "a field outside the schema (see `fields`), or an unknown class name",
+    500: "a defect of the service (logged with its traceback); never an answer to an input",
+    503: "model unavailable, not ready, or overloaded (see Retry-After)",
+}
+_STATUS_ERRORS: dict[int, type[YoloServiceError]] = {
+    400: MalformedRequest,
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: ImageTooLarge,
 }
 
 
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: each error code answered with :class:`ErrorResponse` (500 and 401: see _openapi)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in sorted(codes):
+        responses[code] = {"model": ErrorResponse, "description": _WHEN[code]}
+        if code == 503:
+            responses[code]["headers"] = {
+                "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "string"}}
+            }
+    return responses
+
+
+def error_response(error: YoloServiceError, settings: Settings, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one rendering of every error: ``{"detail", "error"}`` (+ ``fields``), with its status and headers."""
+    headers = dict(headers or {})
+    # Every 503 says when to retry: the error's own delay, else the configured one.
+    retry = error.retry_after or (settings.retry_after if error.status_code == 503 else None)
+    if retry:
+        headers["Retry-After"] = str(retry)
+    body = ErrorResponse(detail=str(error), error=type(error).__name__, fields=getattr(error, "fields", None))
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), error.status_code, headers=headers or None)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc]
+    if len(parts) > 1 and parts[0] in {"body", "query", "path", "header", "form"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(exc: RequestValidationError | ValidationError) -> InvalidRequest:
+    """A 422 from pydantic's errors: one summary line and ``fields``; the offending values are not echoed."""
+    fields = []
+    for problem in exc.errors():
+        message = problem.get("msg", "invalid")
+        if problem.get("type") == "json_invalid" and (ctx := problem.get("ctx")):
+            message = f"{message}: {ctx.get('error')}"
+        loc = [part if isinstance(part, int) else str(part) for part in problem.get("loc", ())]
+        fields.append({"loc": loc, "msg": message, "type": str(problem.get("type", "invalid"))})
+    summary = "; ".join(f"{_field_name(tuple(f['loc']))}: {f['msg']}" for f in fields[:5])
+    more = f" (and {len(fields) - 5} more)" if len(fields) > 5 else ""
+    return InvalidRequest(f"the request does not match the schema (see /docs): {summary}{more}", fields=fields)
+
+
+def _http_error(exc: HTTPException) -> YoloServiceError:
+    """A typed error for Starlette's own HTTP errors (no route, wrong method, unparsable body …)."""
+    detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 400 and exc.__cause__ is not None and str(exc.__cause__):
+        detail = f"{detail}: {exc.__cause__}"  # e.g. "There was an error parsing the body: Missing boundary …"
+    if exc.status_code == 404:
+        detail = "no such route: see GET /docs for the routes of this API"
+    elif exc.status_code == 405:
+        detail = f"this route does not take this method; it takes: {(exc.headers or {}).get('Allow', '?')}"
+    error = _STATUS_ERRORS.get(exc.status_code, YoloServiceError)(detail)
+    error.status_code = exc.status_code  # an unexpected status keeps its code
+    return error
+
+
 class Service:
-    """What the routes share: settings, the model registry, readiness and the load counter."""
+    """What the routes share: settings, the model registry, readiness, the queue count and the slots."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = ModelRegistry(settings)
         self.ready = threading.Event()
         self.load_error: str | None = None
-        self._in_flight = 0
-        self._count_lock = threading.Lock()
+        self.in_flight = 0  # predict requests admitted and not yet answered (event loop only: no lock)
+        self._slots: anyio.CapacityLimiter | None = None
+
+    @property
+    def slots(self) -> anyio.CapacityLimiter:
+        """The worker slots: requests holding decoded pixels at once (created in the event loop)."""
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(self.settings.worker_slots)
+        return self._slots
 
     def load_default(self) -> None:
         """Resolve and load the default model (run in a background thread at start-up)."""
@@ -82,47 +196,59 @@ class Service:
             self.load_error = str(exc)
             logger.error("the default model could not be loaded: %s", exc)
 
-    def admit(self) -> None:
-        """Count a predict request in, or refuse it at once when the queue is full."""
-        with self._count_lock:
-            if self._in_flight >= self.settings.max_queue:
-                raise Overloaded(f"the server is busy ({self._in_flight} requests in progress); retry in a few seconds")
-            self._in_flight += 1
-
-    def release(self) -> None:
-        """Count a predict request out."""
-        with self._count_lock:
-            self._in_flight -= 1
-
-    def predict(self, data: bytes, request: PredictRequest) -> PredictResponse:
+    def predict(self, data: bytes, options: PredictOptions) -> PredictResponse:
         """Check readiness, decode, predict, optionally annotate: the blocking part of a request."""
-        if not request.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
+        if not options.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
-        # Decode only what the model sees (boxes come back in the original's pixels); annotate draws on the original.
-        if request.annotate:
-            image, original = load_image(data, settings=self.settings), None
-        else:
-            image, original = load_reduced(data, self.registry.input_size(request.model), settings=self.settings)
+        # Decode only what is needed (a JPEG at 1/2, 1/4 or 1/8 scale): what the model sees, or the bounded
+        # annotated image when asked for. Boxes come back in the original's pixels either way.
+        size = self.registry.input_size(options.model)
+        if options.annotate:
+            size = max(size, self.settings.annotate_max_side)
+        image, original = load_reduced(data, size, settings=self.settings)
         response = self.registry.predict_image(
             image,
-            request.model,
+            options.model,
             original_size=original,
-            confidence=request.confidence,
-            iou=request.iou,
-            classes=request.classes,
-            max_detections=request.max_detections,
+            confidence=options.confidence,
+            iou=options.iou,
+            classes=options.classes,
+            max_detections=options.max_detections,
         )
-        if request.annotate:
-            response.annotated_image = encode_base64(draw_detections(image, response.detections))
+        if options.annotate:
+            response.annotated_image = annotated_jpeg(
+                image, response.detections, original, self.settings.annotate_max_side
+            )
         return response
 
-    async def run_predict(self, data: bytes, request: PredictRequest) -> PredictResponse:
-        """Run :meth:`predict` in a worker thread, within the queue bound."""
-        self.admit()
-        try:
-            return await run_in_threadpool(self.predict, data, request)
-        finally:
-            self.release()
+    async def run_predict(self, data: bytes, options: PredictOptions) -> PredictResponse:
+        """Run :meth:`predict` in a worker thread once a worker slot is free."""
+        return await anyio.to_thread.run_sync(self.predict, data, options, limiter=self.slots)
+
+
+def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int, int], max_side: int) -> str:
+    """Base64 JPEG of ``image`` with ``detections`` (in ``original`` pixels) drawn, its longest side <= ``max_side``."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    if max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    sx, sy = image.width / original[0], image.height / original[1]
+    if (sx, sy) != (1.0, 1.0):
+        detections = [
+            d.model_copy(
+                update={"x_min": round(d.x_min * sx), "x_max": round(d.x_max * sx)}
+                | {"y_min": round(d.y_min * sy), "y_max": round(d.y_max * sy)}
+            )
+            for d in detections
+        ]
+    buffer = io.BytesIO()
+    # 4:4:4 chroma: thin coloured box lines keep their colour (4:2:0 would blur them into the photo).
+    draw_detections(image, detections).save(buffer, "JPEG", quality=85, subsampling=0)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def get_service(request: Request) -> Service:
@@ -133,11 +259,65 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
+class RequestLog:
+    """One log line per request (method, path, status, ms); any unexpected exception becomes a JSON 500."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def logged_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged_send)
+        except Exception:  # the last resort: a defect, never an answer to an input; log it, answer JSON
+            logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            if not status:  # else the response has started: nothing to do but let the connection end
+                status = 500
+                error = InternalError("internal error: the server logged the details; please report it")
+                await error_response(error, self.settings)(scope, receive, send)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, ms)
+
+
+class ApiKeyGate:
+    """With an API key configured, refuse requests without it (401) before reading them; see OPEN_PATHS."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.key is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = next((value for name, value in scope["headers"] if name == b"x-api-key"), b"")
+        if hmac.compare_digest(given, self.key):
+            await self.app(scope, receive, send)
+            return
+        what = "a wrong API key" if given else "no API key"
+        error = Unauthorized(
+            f"this service requires an API key: the request sent {what} in the {API_KEY_HEADER} header"
+        )
+        await error_response(error, self.settings)(scope, receive, send)
+
+
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with a 413, before they are read or decoded."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings, self.limit = app, settings, settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,8 +326,7 @@ class BodyLimit:
         message = f"the request body is larger than the limit of {self.limit:,} bytes"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            response = JSONResponse({"detail": message, "error": ImageTooLarge.__name__}, status_code=413)
-            await response(scope, receive, send)
+            await error_response(ImageTooLarge(message), self.settings)(scope, receive, send)
             return
         received = 0
 
@@ -156,10 +335,52 @@ class BodyLimit:
             msg = await receive()
             received += len(msg.get("body", b""))
             if received > self.limit:
-                raise HTTPException(413, message)
+                raise HTTPException(413, message)  # FastAPI passes HTTPExceptions from body reading through
             return msg
 
         await self.app(scope, limited_receive, send)
+
+
+class Admission:
+    """Count predict requests in flight; when ``max_queue`` are, answer 503 + Retry-After before reading the body."""
+
+    def __init__(self, app: ASGIApp, service: Service) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PREDICT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+        if service.in_flight >= service.settings.max_queue:
+            busy = Overloaded(f"the server is busy ({service.in_flight} requests in progress); retry in a few seconds")
+            await error_response(busy, service.settings)(scope, receive, send)
+            return
+        service.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            service.in_flight -= 1
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI schema: every operation documents its 500 (and, with an API key, its 401) as ErrorResponse."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("500", {"description": _WHEN[500], **error})
+                if settings.api_key is not None and path not in OPEN_PATHS:
+                    responses.setdefault("401", {"description": _WHEN[401], **error})
+                    operation["security"] = [{"APIKey": []}]
+        if settings.api_key is not None:
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "APIKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            }
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -169,6 +390,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.install()  # from here on, no log write can block the event loop
         if settings.preload:
             threading.Thread(target=service.load_default, name="load-default-model", daemon=True).start()
         else:
@@ -177,27 +399,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=TITLE, description=DESCRIPTION, version=__version__, lifespan=lifespan)
     app.state.service = service
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
+    # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(Admission, service=service)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(ApiKeyGate, settings=settings)
+    app.add_middleware(RequestLog, settings=settings)
 
-    @app.middleware("http")
-    async def log_request(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        logger.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
+    async def handle_error(request: Request, exc: Exception) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RequestValidationError):
+            exc = _validation_error(exc)
+        elif isinstance(exc, HTTPException):
+            headers = exc.headers
+            exc = _http_error(exc)
+        assert isinstance(exc, YoloServiceError)
+        return error_response(exc, settings, headers)
 
-    @app.exception_handler(YoloServiceError)
-    async def handle_error(request: Request, exc: YoloServiceError) -> JSONResponse:
-        # Every 503 says when to retry: the error's own delay, else the configured one.
-        retry = exc.retry_after or (settings.retry_after if exc.status_code == 503 else None)
-        headers = {"Retry-After": str(retry)} if retry else None
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, exc.status_code, headers=headers)
+    for kind in (YoloServiceError, RequestValidationError, HTTPException):
+        app.add_exception_handler(kind, handle_error)
 
     @app.get("/", summary="The service's title")
     def root() -> str:
@@ -215,9 +435,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> HealthResponse:
         return HealthResponse()
 
-    @app.get(
-        "/ready", summary="Readiness: 200 once the default model is loaded, else 503", responses={503: _ERRORS[503]}
-    )
+    @app.get("/ready", summary="Readiness: 200 once the default model is loaded, else 503", responses=_responses(503))
     def ready(svc: ServiceDep) -> ReadyResponse:
         if not svc.ready.is_set():
             raise NotReady(svc.load_error or "the default model is still loading")
@@ -228,7 +446,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return svc.registry.catalog.names()
 
     @app.get(
-        "/models/{name}", summary="One model: classes, source, loaded, available offline", responses={404: _ERRORS[404]}
+        "/models/{name}",
+        summary="One model: classes, source, loaded, available offline",
+        responses=_responses(404, 422, 503),
     )
     def model_info(name: Annotated[str, PathParam(examples=["shapes"])], svc: ServiceDep) -> ModelInfo:
         registry = svc.registry
@@ -238,44 +458,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             info.classes = registry.get(name).classes
         return info
 
+    predict_errors = _responses(400, 404, 413, 415, 422, 503)
+
     @app.post(
         "/predict",
         description="Send a base64 encoded image + the model name, get detections",
         response_description="Detections + Processing time",
-        responses=_ERRORS,
+        responses=predict_errors,
     )
     async def predict(body: PredictRequest, svc: ServiceDep) -> PredictResponse:
-        data = decode_base64(body.image)  # fail fast on bad base64, before taking a queue slot
-        return await svc.run_predict(data, body)
+        data = await run_in_threadpool(decode_base64, body.image)  # bytes, not pixels: no worker slot needed
+        return await svc.run_predict(data, body.options)
 
     @app.post(
         "/predict/file",
         description="The same as /predict, with the image as a multipart file upload (no base64)",
         response_description="Detections + Processing time",
-        responses=_ERRORS,
+        responses=predict_errors,
     )
     async def predict_file(
         svc: ServiceDep,
         image: Annotated[UploadFile, File(description="the image file")],
         model: Annotated[str | None, Form(examples=["shapes"])] = None,
-        confidence: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
-        iou: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+        confidence: Annotated[float | None, Form(ge=0.0, le=1.0, allow_inf_nan=False)] = None,
+        iou: Annotated[float | None, Form(ge=0.0, le=1.0, allow_inf_nan=False)] = None,
         classes: Annotated[str | None, Form(description="comma-separated class names")] = None,
         max_detections: Annotated[int | None, Form(ge=1, le=1000)] = None,
         annotate: Annotated[bool, Form()] = False,
     ) -> PredictResponse:
+        try:  # the same validated options as /predict: one model, one meaning
+            options = PredictOptions(
+                model=model or None,
+                confidence=confidence,
+                iou=iou,
+                max_detections=max_detections,
+                classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                annotate=annotate,
+            )
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
         data = await image.read()
-        # The form fields are validated above; the image travels as bytes, not as the base64 field.
-        request = PredictRequest.model_construct(
-            image="",
-            model=model or None,
-            confidence=confidence,
-            iou=iou,
-            max_detections=max_detections,
-            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-            annotate=annotate,
-        )
-        return await svc.run_predict(data, request)
+        return await svc.run_predict(data, options)
 
     instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
     return app

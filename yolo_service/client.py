@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from .config import get_settings
 from .errors import BackendUnreachable, YoloServiceError, error_class
 from .images import encode_base64, encode_image, read_image_bytes
 from .schema import ModelInfo, PredictResponse
@@ -40,13 +41,19 @@ class Client:
     Args:
         url: the backend's base URL, e.g. ``http://localhost:8000`` or a Cloud Run URL.
         timeout: seconds to wait for an answer (connect and read).
+        api_key: sent as the ``X-API-Key`` header when the backend requires one; default:
+            the ``YOLO_SERVICE_API_KEY`` setting (unset or empty: no header).
     """
 
-    def __init__(self, url: str = "http://localhost:8000", timeout: float = 30.0) -> None:
+    def __init__(self, url: str = "http://localhost:8000", timeout: float = 30.0, api_key: str | None = None) -> None:
         self.url = url.strip().rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             self.url = "http://" + self.url
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        if api_key is None:
+            configured = get_settings().api_key
+            api_key = configured.get_secret_value() if configured else ""
+        headers = {"X-API-Key": api_key.strip()} if api_key.strip() else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Client:
         return self
@@ -58,7 +65,7 @@ class Client:
         """Close the connection pool."""
         self._http.close()
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never shows the key
         return f"Client({self.url!r})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "available_cpus", "get_settings"]
@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     preload: bool = Field(True, description="load the default model at start-up")
     shutdown_timeout: float = Field(8.0, ge=0, description="seconds to finish in-flight requests on SIGTERM")
+    workers: int | None = Field(
+        None, ge=1, le=64, description="requests decoded, predicted and annotated at once; None: one per replica"
+    )
+    api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
+    annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
 
     # Models
     weights_dir: Path = Field(default_factory=_default_weights_dir)
@@ -102,6 +107,17 @@ class Settings(BaseSettings):
         if value.lower() not in levels:
             raise ValueError(f"log_level must be one of {sorted(levels)}")
         return value.lower()
+
+    @field_validator("api_key", mode="after")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        """``YOLO_SERVICE_API_KEY=`` (empty) means no key, not a key that is the empty string."""
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def worker_slots(self) -> int:
+        """How many requests may hold decoded pixels at once: ``workers``, else one per model replica."""
+        return self.workers or self.replicas
 
     @property
     def max_body_bytes(self) -> int:

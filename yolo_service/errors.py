@@ -3,9 +3,14 @@
     YoloServiceError                 base: every error the library raises on purpose
     ├── InvalidImage           400   empty, not base64, not an image, truncated
     │   └── UnsupportedImageFormat 415   an image, but of a format the service refuses
-    ├── InvalidRequest         422   a parameter the schema cannot check (e.g. an unknown class)
+    ├── MalformedRequest       400   a body that cannot be parsed (broken multipart, …)
+    ├── InvalidRequest         422   a parameter outside the schema, or one it cannot check (unknown class)
     ├── ImageTooLarge          413   too many bytes or pixels (decompression bombs too)
+    ├── Unauthorized           401   an API key is required and was missing or wrong
     ├── UnknownModel           404   a name the catalog does not hold (or an unsafe one)
+    ├── NotFound               404   no such route
+    ├── MethodNotAllowed       405   the route exists, not with this method
+    ├── InternalError          500   a defect of the service (logged with its traceback)
     └── ServiceUnavailable     503   try again later (``retry_after`` seconds)
         ├── ModelUnavailable         weights cannot be obtained (offline, download failed)
         ├── NotReady                 the default model is still loading
@@ -15,6 +20,7 @@
 Each class carries the HTTP status the API answers with; the API maps errors to
 responses in one handler, and :mod:`yolo_service.client` raises the same classes
 again from the response, so callers catch the same types in-process and remotely.
+:class:`InvalidRequest` may carry ``fields``: one ``{"loc", "msg", "type"}`` per problem.
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ __all__ = [
     "BackendUnreachable",
     "ImageTooLarge",
     "InvalidImage",
+    "InternalError",
     "InvalidRequest",
+    "MalformedRequest",
+    "MethodNotAllowed",
     "ModelUnavailable",
+    "NotFound",
     "NotReady",
     "Overloaded",
     "ServiceUnavailable",
+    "Unauthorized",
     "UnknownModel",
     "UnsupportedImageFormat",
     "YoloServiceError",
@@ -61,10 +72,20 @@ class UnsupportedImageFormat(InvalidImage):
     status_code = 415
 
 
+class MalformedRequest(YoloServiceError):
+    """The request body cannot be parsed at all (e.g. multipart without a boundary, too many files)."""
+
+    status_code = 400
+
+
 class InvalidRequest(YoloServiceError):
-    """A request parameter that is well-formed but makes no sense (e.g. an unknown class name)."""
+    """A request parameter outside the schema, or one the schema cannot check (e.g. an unknown class name)."""
 
     status_code = 422
+
+    def __init__(self, message: str, *, fields: list[dict] | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.fields = fields
 
 
 class ImageTooLarge(YoloServiceError):
@@ -77,6 +98,30 @@ class UnknownModel(YoloServiceError):
     """The model name is not in the catalog, or is not a safe file name."""
 
     status_code = 404
+
+
+class Unauthorized(YoloServiceError):
+    """The service requires an API key (header ``X-API-Key``) and the request had none or a wrong one."""
+
+    status_code = 401
+
+
+class NotFound(YoloServiceError):
+    """No route at this path."""
+
+    status_code = 404
+
+
+class MethodNotAllowed(YoloServiceError):
+    """The route exists but does not take this HTTP method."""
+
+    status_code = 405
+
+
+class InternalError(YoloServiceError):
+    """A defect of the service: an exception nobody expected (the server logs its traceback)."""
+
+    status_code = 500
 
 
 class ServiceUnavailable(YoloServiceError):
@@ -107,9 +152,14 @@ _BY_NAME = {
         YoloServiceError,
         InvalidImage,
         UnsupportedImageFormat,
+        MalformedRequest,
         InvalidRequest,
         ImageTooLarge,
+        Unauthorized,
         UnknownModel,
+        NotFound,
+        MethodNotAllowed,
+        InternalError,
         ServiceUnavailable,
         ModelUnavailable,
         NotReady,
@@ -119,10 +169,13 @@ _BY_NAME = {
 }
 _BY_STATUS = {
     400: InvalidImage,
+    401: Unauthorized,
     404: UnknownModel,
+    405: MethodNotAllowed,
     413: ImageTooLarge,
     415: UnsupportedImageFormat,
     422: InvalidRequest,
+    500: InternalError,
     503: ServiceUnavailable,
 }
 

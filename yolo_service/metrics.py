@@ -109,18 +109,24 @@ class MetricsMiddleware:
 
 def instrument(app: FastAPI, service: Any) -> Metrics:
     """Add ``GET /metrics`` and the counting middleware to ``app``; call it after the other middleware."""
-    from fastapi import Response
+    from fastapi.responses import PlainTextResponse
 
-    metrics = Metrics(queue_depth=lambda: getattr(service, "_in_flight", 0))
+    metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
     service.registry.on_predict.append(metrics.observe_prediction)
 
     @functools.cache
     def paths() -> frozenset[str]:  # the app's routes, read on the first request (all are defined by then)
         return frozenset(getattr(route, "path", "") for route in app.routes)
 
-    @app.get("/metrics", summary="Prometheus metrics: requests, latencies, model time, queue depth, refusals")
-    def prometheus_metrics() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # response_class, not a return annotation: annotations are strings here (PEP 563) and FastAPI
+    # cannot resolve a name imported inside this function.
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics: requests, latencies, model time, queue depth, refusals",
+        response_class=PlainTextResponse,
+    )
+    def prometheus_metrics():  # noqa: ANN202
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=paths)
     app.state.metrics = metrics

@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Detection",
     "ErrorResponse",
+    "FieldError",
     "HealthResponse",
     "ImageInfo",
     "ModelInfo",
+    "PredictOptions",
     "PredictRequest",
     "PredictResponse",
     "ReadyResponse",
@@ -67,25 +69,52 @@ def _example(schema: dict) -> None:
     schema["examples"] = [{"image": base64.b64encode(buffer.getvalue()).decode(), "model": "shapes"}]
 
 
-class PredictRequest(BaseModel):
-    """A prediction request: a base64 image and, optionally, the model and its thresholds."""
+class PredictOptions(BaseModel):
+    """How to predict: the model and its thresholds. ``None`` means the server's default (its settings).
+
+    Both predict routes validate their options with this one model: ``/predict`` as JSON
+    fields next to ``image``, ``/predict/file`` as form fields.
+    """
 
     # Strict: `"annotate": 0` or `"iou": false` is a client bug to report (422), not to guess at.
-    model_config = ConfigDict(
-        strict=True,
-        protected_namespaces=(),
-        json_schema_extra=_example,
+    # Finite: NaN, Infinity and 1e309 (which JSON parsers read as infinity) are refused, not compared.
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, protected_namespaces=())
+
+    model: str | None = Field(None, description="a name from GET /models; None: the server's default model")
+    confidence: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="minimum confidence of a detection; None: the server's YOLO_SERVICE_CONFIDENCE",
     )
+    iou: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="IoU threshold of non-maximum suppression; None: the server's YOLO_SERVICE_IOU",
+    )
+    classes: list[str] | None = Field(None, description="keep only these class names; None: all")
+    max_detections: int | None = Field(
+        None, ge=1, le=1000, description="at most this many detections; None: the server's YOLO_SERVICE_MAX_DETECTIONS"
+    )
+    annotate: bool = Field(
+        False, description="also return the image with the boxes drawn, as base64 JPEG (longest side bounded)"
+    )
+
+
+class PredictRequest(PredictOptions):
+    """A prediction request: a base64 image and, optionally, the model and its thresholds."""
+
+    model_config = ConfigDict(json_schema_extra=_example)
 
     image: str = Field(
         min_length=1, description="the image file (PNG, JPEG, …) as base64; a data: URL prefix is accepted"
     )
-    model: str | None = Field(None, description="a name from GET /models; the default model when omitted")
-    confidence: float | None = Field(None, ge=0.0, le=1.0, description="minimum confidence of a detection")
-    iou: float | None = Field(None, ge=0.0, le=1.0, description="IoU threshold of non-maximum suppression")
-    classes: list[str] | None = Field(None, description="keep only these class names")
-    max_detections: int | None = Field(None, ge=1, le=1000, description="at most this many detections")
-    annotate: bool = Field(False, description="also return the image with boxes drawn, as base64 PNG")
+
+    @property
+    def options(self) -> PredictOptions:
+        """The options without the image."""
+        return PredictOptions.model_validate(self.model_dump(exclude={"image"}))
 
 
 class PredictResponse(BaseModel):
@@ -97,7 +126,10 @@ class PredictResponse(BaseModel):
     detections: list[Detection] = []
     time: float = Field(description="the model's processing time, seconds")
     image: ImageInfo
-    annotated_image: str | None = Field(None, description="base64 PNG with the boxes drawn, when asked")
+    annotated_image: str | None = Field(
+        None,
+        description="base64 JPEG with the boxes drawn, when asked; longest side at most YOLO_SERVICE_ANNOTATE_MAX_SIDE",
+    )
 
 
 class HealthResponse(BaseModel):
@@ -129,11 +161,20 @@ class ModelInfo(BaseModel):
     default: bool = False
 
 
+class FieldError(BaseModel):
+    """One problem with one field of a request that does not match the schema."""
+
+    loc: list[str | int] = Field(description="where: e.g. ['body', 'confidence']")
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. finite_number, missing")
+
+
 class ErrorResponse(BaseModel):
     """Every error answer: a message for people and the error class's name for programs."""
 
-    detail: str
-    error: str
+    detail: str = Field(description="what went wrong and what to do")
+    error: str = Field(description="the error's class in yolo_service.errors, e.g. InvalidImage")
+    fields: list[FieldError] | None = Field(None, description="schema errors only: one entry per problem")
 
 
 def box_iou(a: Box, b: Box) -> float:

@@ -26,6 +26,11 @@ def client(weights_dir):
         yield test_client
 
 
+def close_colour(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 12) -> bool:
+    """Equal up to JPEG's rounding."""
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) <= tolerance
+
+
 @pytest.fixture(scope="module")
 def scene():
     image, shapes = sample_scene()
@@ -85,12 +90,27 @@ def test_predict_with_default_model_options_and_annotation(client, scene):
         },
     ).json()
     assert [d["class_name"] for d in body["detections"]] == ["square"]
-    annotated = load_image(base64.b64decode(body["annotated_image"]))
+    jpeg = base64.b64decode(body["annotated_image"])
+    assert jpeg[:3] == b"\xff\xd8\xff"  # JPEG: compact, whatever the upload's format
+    annotated = load_image(jpeg)
     assert annotated.size == (640, 480)
     square = body["detections"][0]
     assert abs(square["x_min"] - 100) <= 5
-    # The box line is drawn on the detection's own left edge, in the class colour.
-    assert annotated.getpixel((square["x_min"], 200)) == color_for("square")
+    # The box line is drawn on the detection's own left edge, in the class colour (JPEG: within a few levels).
+    assert close_colour(annotated.getpixel((square["x_min"], 200)), color_for("square"))
+
+
+def test_the_annotated_image_is_bounded_and_its_boxes_scaled(client):
+    image, shapes = sample_scene()
+    big = image.resize((3200, 2400))  # 5x: the longest side goes 3200 -> 1920, a scale of 0.6
+    body = client.post("/predict", json={"image": encode_base64(encode_image(big, "JPEG")), "annotate": True}).json()
+    assert body["image"] == {"width": 3200, "height": 2400}  # boxes stay in the original's pixels
+    annotated = load_image(base64.b64decode(body["annotated_image"]))
+    assert annotated.size == (1920, 1440)
+    square = next(d for d in body["detections"] if d["class_name"] == "square")
+    assert abs(square["x_min"] - 500) <= 15
+    x, y = round(square["x_min"] * 0.6), round((square["y_min"] + square["y_max"]) / 2 * 0.6)
+    assert close_colour(annotated.getpixel((x + 1, y)), color_for("square"))
 
 
 def test_predict_file(client, scene):
@@ -135,17 +155,102 @@ def test_unsupported_format_is_415(client):
     assert response.status_code == 415 and "TGA is not allowed" in response.json()["detail"]
 
 
-def test_schema_errors_are_422(client):
-    assert client.post("/predict", json={"model": "shapes"}).status_code == 422
-    assert client.post("/predict", json={"image": "x", "confidence": 2}).status_code == 422
-    assert client.post("/predict", json={"image": ""}).status_code == 422
-    assert client.post("/predict", json={"image": "x", "annotate": 0}).status_code == 422
-    assert client.post("/predict", json={"image": "x", "iou": False}).status_code == 422
+@pytest.mark.parametrize(
+    ("payload", "field", "kind"),
+    [
+        ({"model": "shapes"}, ["body", "image"], "missing"),
+        ({"image": "x", "confidence": 2}, ["body", "confidence"], "less_than_equal"),
+        ({"image": ""}, ["body", "image"], "string_too_short"),
+        ({"image": "x", "annotate": 0}, ["body", "annotate"], "bool_type"),
+        ({"image": "x", "iou": False}, ["body", "iou"], "float_type"),
+    ],
+)
+def test_schema_errors_are_422_in_the_one_error_shape(client, payload, field, kind):
+    response = client.post("/predict", json=payload)
+    assert response.status_code == 422
+    body = response.json()
+    assert set(body) == {"detail", "error", "fields"} and body["error"] == "InvalidRequest"
+    assert body["fields"][0]["loc"] == field and body["fields"][0]["type"] == kind
+    assert body["detail"].startswith("the request does not match the schema") and field[-1] in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"image": "x", "confidence": NaN}', "confidence"),
+        (b'{"image": "x", "confidence": Infinity}', "confidence"),
+        (b'{"image": "x", "iou": -Infinity}', "iou"),
+        (b'{"image": "x", "confidence": 1e309}', "confidence"),
+        (b'{"image": "x", "max_detections": 1e400}', "max_detections"),
+    ],
+)
+def test_non_finite_numbers_are_a_422_that_renders(client, raw, field):
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "InvalidRequest" and body["fields"][0]["loc"] == ["body", field]
+    assert "inf" not in response.text.lower().replace("info", "")  # the offending value is not echoed
+
+
+def test_unknown_class_and_broken_json_are_the_same_422_shape(client):
     broken = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
-    assert broken.status_code == 422
+    assert broken.status_code == 422 and broken.json()["error"] == "InvalidRequest"
+    assert broken.json()["fields"][0]["type"] == "json_invalid"
     image = encode_base64(sample_scene()[0])
     unknown_class = client.post("/predict", json={"image": image, "model": "shapes", "classes": ["dog"]})
     assert unknown_class.status_code == 422 and "has no class 'dog'" in unknown_class.json()["detail"]
+    assert unknown_class.json()["error"] == "InvalidRequest"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "error", "text"),
+    [
+        ("GET", "/nowhere", {}, 404, "NotFound", "no such route"),
+        ("DELETE", "/predict", {}, 405, "MethodNotAllowed", "POST"),
+        ("GET", "/predict", {}, 405, "MethodNotAllowed", "POST"),
+        (
+            "POST",
+            "/predict/file",
+            {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
+            400,
+            "MalformedRequest",
+            "boundary",
+        ),
+        (
+            "POST",
+            "/predict/file",
+            {"files": [("image", ("a.png", b"1"))] * 1001},
+            400,
+            "MalformedRequest",
+            "Too many files",
+        ),
+        ("POST", "/predict/file", {"data": {"model": "shapes"}}, 422, "InvalidRequest", "image"),
+        ("POST", "/predict/file", {"files": {"image": ("a.png", b"1")}, "data": {"confidence": "nan"}}, 422, "", ""),
+    ],
+)
+def test_the_frameworks_own_errors_have_the_one_shape(client, method, path, kwargs, status, error, text):
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert isinstance(body["detail"], str) and text in body["detail"]
+    assert body["error"] == (error or "InvalidRequest")
+    if status == 405:
+        assert "POST" in response.headers["allow"]
+
+
+def test_a_body_over_the_limit_while_streaming_is_the_one_413_shape(client):
+    limit = Settings(max_image_bytes=2_000_000).max_body_bytes
+
+    def chunks():
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": f"the request body is larger than the limit of {limit:,} bytes",
+        "error": "ImageTooLarge",
+    }
 
 
 def test_body_over_the_limit_is_413_before_decoding(client):

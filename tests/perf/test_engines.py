@@ -133,3 +133,37 @@ def test_exported_engine_without_onnx_file_says_how_to_export(tmp_path):
     assert "mine" in registry.catalog.names() and not registry.catalog.available("mine")
     with pytest.raises(ModelUnavailable, match="yolo-service export mine"):
         registry.get("mine")
+
+
+def test_cpu_budget_runs_alone_on_all_threads_and_queued_requests_on_one_each():
+    import threading
+    import time
+
+    from yolo_service.engines import CpuBudget
+
+    in_use, peak, lock = [0], [0], threading.Lock()
+
+    def runner(cost):
+        def run(_):
+            with lock:
+                in_use[0] += cost
+                peak[0] = max(peak[0], in_use[0])
+            time.sleep(0.02)
+            with lock:
+                in_use[0] -= cost
+            return cost
+
+        return run
+
+    budget = CpuBudget(2, runner(2), lambda: runner(1))
+    deadline = time.monotonic() + 5
+    while budget._throughput is None and time.monotonic() < deadline:  # built in the background
+        time.sleep(0.01)
+    assert budget(None) == 2  # alone: every thread
+    threads = [threading.Thread(target=budget, args=(None,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] <= 2  # never more threads than CPUs
+    assert budget.runs["throughput"] >= 4  # queued requests ran side by side, one thread each

@@ -135,3 +135,42 @@ def test_format_not_allowed(scene_png):
     with pytest.raises(UnsupportedImageFormat, match="PNG is not allowed; allowed: JPEG") as info:
         load_image(scene_png, formats={"JPEG"})
     assert info.value.status_code == 415
+
+
+def _file(image: Image.Image, format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+def _tiff_with_byte(mode: str, offset: int, value: int) -> bytes:
+    data = bytearray(_file(sample_scene()[0].resize((32, 24)).convert(mode), "TIFF"))
+    data[offset] = value  # the type of a tag in the first directory: Pillow then reads a bad strip offset
+    return bytes(data)
+
+
+def _png_with_text_inflating_to(size: int) -> bytes:
+    png = _file(Image.new("RGB", (8, 8)), "PNG")
+    text = b"comment\0\0" + zlib.compress(b"a" * size, 9)
+    chunk = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    return png[:33] + chunk + png[33:]  # after the IHDR chunk
+
+
+# Damaged files that once escaped load_image as raw Pillow errors (issue 11), with what Pillow raises.
+DAMAGED = {
+    "first 200 bytes of a JPEG": (lambda: _file(sample_scene()[0], "JPEG")[:200], InvalidImage, OSError),
+    "first 100 bytes of a WebP": (lambda: _file(sample_scene()[0], "WEBP")[:100], InvalidImage, OSError),
+    "first 20 bytes of a PNG": (lambda: _file(sample_scene()[0], "PNG")[:20], InvalidImage, OSError),
+    "TIFF with a tag of the wrong type": (lambda: _tiff_with_byte("RGBA", 72, 2), InvalidImage, TypeError),
+    "TIFF with a huge strip offset": (lambda: _tiff_with_byte("RGB", 72, 16), InvalidImage, OverflowError),
+    "2 KB PNG whose text inflates to 2 MB": (lambda: _png_with_text_inflating_to(2_000_000), ImageTooLarge, ValueError),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGED)
+def test_damaged_files_raise_library_errors(name):
+    make, error, pillow_error = DAMAGED[name]
+    data = make()
+    with pytest.raises(error) as info:
+        load_image(data)
+    assert type(info.value) is error and isinstance(info.value.__cause__, pillow_error)

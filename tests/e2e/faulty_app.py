@@ -1,0 +1,36 @@
+"""A test-only server whose predict routes raise an unexpected exception on demand.
+
+``python -m tests.e2e.faulty_app`` runs exactly ``yolo-service serve`` (same launcher, same
+logging), with one difference injected through FastAPI's ``dependency_overrides``: a
+request carrying the header ``X-Inject-Failure`` raises ``RuntimeError`` inside the route.
+Production code has no such route or switch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from fastapi import FastAPI, Request
+
+from yolo_service import api, cli
+
+FAILURE_HEADER = "X-Inject-Failure"
+_create_app = api.create_app
+
+
+def create_faulty_app(settings=None) -> FastAPI:  # noqa: ANN001 (Settings | None, as create_app)
+    """The real app, with the service dependency overridden to raise when asked."""
+    app = _create_app(settings)
+
+    def failing_service(request: Request) -> api.Service:
+        if request.headers.get(FAILURE_HEADER):
+            raise RuntimeError("injected failure: a defect nobody expected (test only)")
+        return api.get_service(request)
+
+    app.dependency_overrides[api.get_service] = failing_service
+    return app
+
+
+if __name__ == "__main__":
+    api.create_app = create_faulty_app  # what `yolo-service serve` imports by name
+    sys.exit(cli.main(["serve", *sys.argv[1:]]))
