@@ -69,7 +69,9 @@ def fake_tools(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def deployed_backend():
     """A local backend standing in for the Cloud Run service the fake gcloud 'deployed'."""
-    with LocalServer(["yolo-service", "serve", "--host", "127.0.0.1"]) as server:
+    with LocalServer(
+        ["yolo-service", "serve", "--host", "127.0.0.1"], env={"YOLO_SERVICE_ENGINE": "openvino"}
+    ) as server:
         yield server
 
 
