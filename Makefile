@@ -55,6 +55,7 @@ LINTED := yolo_service frontend tests benchmarks scripts
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 	$(PY) scripts/audit_dependencies.py constraints.txt
 
 audit: install  ## known vulnerabilities of the pinned versions (needs PyPI; skips with a reason offline)

@@ -317,7 +317,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
     try:
         # The same weights at 640 px: a local copy of shapes is served at the default 640.
         shutil.copy(BUNDLED_DIR / "shapes.pt", weights / "shapes640.pt")
-        base = {"weights_dir": weights, "offline": True}
+        base: dict[str, Any] = {"weights_dir": weights, "offline": True}
         step("export the 640 px model")
         export_onnx(ModelCatalog(Settings(**base)).spec("shapes640"), imgsz=640)
         bar.update(1)
@@ -350,8 +350,8 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
             with server:
                 server.wait_for("/ready")
                 cold = time.perf_counter() - started
-                cold_cpu = cpu_seconds(server.proc.pid)
-                idle = rss_mib(server.proc.pid)
+                cold_cpu = cpu_seconds(server.pid)
+                idle = rss_mib(server.pid)
                 bar.update(1)
                 step(f"{engine} server: sequential requests")
                 sequential = [
@@ -362,7 +362,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
                 levels = measure_concurrency(
                     server.url, jpeg, (1, 2, 4), per_level, model="shapes640", progress=lambda _: bar.update(1)
                 )
-                peak_at_4 = peak_rss_mib(server.proc.pid)
+                peak_at_4 = peak_rss_mib(server.pid)
                 levels += measure_concurrency(
                     server.url, jpeg, (8,), per_level, model="shapes640", progress=lambda _: bar.update(1)
                 )
@@ -374,7 +374,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
                     "sequential": sequential,
                     "concurrency": levels,
                     "peak_rss_mib_4_clients": peak_at_4,  # after 1, 2 and 4 clients
-                    "peak_rss_mib": peak_rss_mib(server.proc.pid),  # after 8 clients too
+                    "peak_rss_mib": peak_rss_mib(server.pid),  # after 8 clients too
                 }
         figures["servers"] = servers
 
@@ -390,7 +390,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
                 server.wait_for("/ready")
                 single = measure_requests(server.url, data, 3 if quick else 5, "/predict/file", "shapes")
                 burst = _concurrent_burst(server.url, data, big_clients, "shapes")
-                big[engine] = {"single": single, "burst": burst, "peak_rss_mib": peak_rss_mib(server.proc.pid)}
+                big[engine] = {"single": single, "burst": burst, "peak_rss_mib": peak_rss_mib(server.pid)}
             bar.update(1)
         figures["big_images"] = big
     finally:

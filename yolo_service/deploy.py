@@ -293,7 +293,10 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool) -> int 
     Returns:
         The exit code (of the last command run), or None when nothing ran.
     """
-    commands = [list(command)] if command and isinstance(command[0], str) else [list(c) for c in command]
+    if command and isinstance(command[0], str):
+        commands = [[str(word) for word in command]]
+    else:
+        commands = [[str(word) for word in argv] for argv in command]
     code = None
     for argv in commands:
         text = shlex.join(argv)
@@ -313,7 +316,10 @@ def dockerfile_cmd(dockerfile: str | Path) -> list[str]:
     cmd = [line for line in lines if line.startswith("CMD ")]
     if not cmd:
         raise ValueError(f"{dockerfile} has no CMD")
-    return json.loads(cmd[-1][4:])
+    argv = json.loads(cmd[-1][4:])
+    if not isinstance(argv, list):
+        raise ValueError(f"{dockerfile}: the last CMD is not in exec form (a JSON list)")
+    return [str(word) for word in argv]
 
 
 def docker_available() -> tuple[bool, str]:

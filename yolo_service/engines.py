@@ -265,19 +265,19 @@ class ExportedDetector:
         shape = tuple(compiled.input(0).shape)
 
         def latency(tensor: np.ndarray) -> np.ndarray:
-            return request.infer({0: tensor})[compiled.output(0)]
+            return np.asarray(request.infer({0: tensor})[compiled.output(0)])
 
         def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
             streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
             parallel = core.compile_model(model, "CPU", {**config, **streams})
-            pool: queue.SimpleQueue = queue.SimpleQueue()
+            pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # OpenVINO infer requests
             for _ in range(settings.threads):
                 pool.put(parallel.create_infer_request())
 
             def run(tensor: np.ndarray) -> np.ndarray:
                 infer = pool.get()
                 try:
-                    return infer.infer({0: tensor})[parallel.output(0)].copy()
+                    return np.array(infer.infer({0: tensor})[parallel.output(0)])  # a copy: the request is reused
                 finally:
                     pool.put(infer)
 
@@ -303,7 +303,7 @@ class ExportedDetector:
         shape = session.get_inputs()[0].shape
 
         def latency(tensor: np.ndarray) -> np.ndarray:
-            return session.run(None, {name: tensor})[0]
+            return np.asarray(session.run(None, {name: tensor})[0])
 
         def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
             options.intra_op_num_threads = 1  # called from several threads at once, one CPU each

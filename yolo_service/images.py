@@ -17,6 +17,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -226,7 +227,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit grey: stretch its range to 8 bits
         image = image.convert("F")
-        low, high = image.getextrema()
+        low, high = cast(tuple[float, float], image.getextrema())  # one band: (min, max)
         scale = 255 / (high - low) if high > low else 1
         image = image.point(lambda value: (value - low) * scale).convert("L")
     if image.mode == "P" or image.mode == "PA":

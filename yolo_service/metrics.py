@@ -118,14 +118,15 @@ def instrument(app: FastAPI, service: Any) -> Metrics:
     def paths() -> frozenset[str]:  # the app's routes, read on the first request (all are defined by then)
         return frozenset(getattr(route, "path", "") for route in app.routes)
 
-    # response_class, not a return annotation: annotations are strings here (PEP 563) and FastAPI
-    # cannot resolve a name imported inside this function.
+    # response_class and response_model=None: FastAPI must not read the return annotation, a string
+    # here (PEP 563) naming a class imported inside this function, which it cannot resolve.
     @app.get(
         "/metrics",
         summary="Prometheus metrics: requests, latencies, model time, queue depth, refusals",
         response_class=PlainTextResponse,
+        response_model=None,
     )
-    def prometheus_metrics():  # noqa: ANN202
+    def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=paths)

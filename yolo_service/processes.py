@@ -97,6 +97,13 @@ class LocalServer:
         return self
 
     @property
+    def pid(self) -> int:
+        """The process id of the started server."""
+        if self.proc is None:
+            raise RuntimeError("the server is not started: call start() first")
+        return self.proc.pid
+
+    @property
     def running(self) -> bool:
         """True while the process is alive."""
         return self.proc is not None and self.proc.poll() is None

@@ -82,9 +82,10 @@ def _language(path: Path) -> str:
     return _LANGUAGES.get(path.suffix, "text")
 
 
-def _find_definition(tree: ast.AST, qualname: str) -> ast.AST:
+def _find_definition(tree: ast.AST, qualname: str) -> ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef:
     """The def/class ``qualname`` (``"create_app.predict"``, ``"Service.admit"``): nearest first."""
-    node = tree
+    node: ast.AST = tree
+    found: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | None = None
     for part in qualname.split("."):
         found = next(
             (
@@ -99,7 +100,9 @@ def _find_definition(tree: ast.AST, qualname: str) -> ast.AST:
         if found is None:
             raise LookupError(f"no function or class {part!r} in {qualname!r}")
         node = found
-    return node
+    if found is None:  # an empty qualname
+        raise LookupError("no name given")
+    return found
 
 
 def _block_end(lines: list[str], start: int) -> int:
@@ -174,7 +177,7 @@ def show_source(
         from IPython import get_ipython
         from IPython.display import Code, Markdown, display
     except ImportError:  # pragma: no cover - IPython comes with the notebooks extra
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     if get_ipython is None or get_ipython() is None:
         print(snippet)
         return
