@@ -35,10 +35,15 @@ def default_backend_url() -> str:
     return os.environ.get("BACKEND_URL", "http://localhost:8000")
 
 
-@st.cache_resource(max_entries=8)
 def get_client(url: str) -> Client:
-    """One HTTP client (connection pool) per backend URL, shared by all sessions."""
-    return Client(url, timeout=get_settings().ui_timeout)
+    """The client of ``url`` with this session's API key (empty: the server's YOLO_SERVICE_API_KEY, if any)."""
+    return _client(url, st.session_state.get("api_key") or None)
+
+
+@st.cache_resource(max_entries=8)
+def _client(url: str, api_key: str | None) -> Client:
+    """One HTTP client (connection pool) per backend URL and key, shared by the sessions that use them."""
+    return Client(url, timeout=get_settings().ui_timeout, api_key=api_key)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -129,6 +134,8 @@ def sidebar() -> tuple[str, bool]:
     with st.sidebar:
         st.header("Backend")
         url = st.text_input("Backend URL", value=default_backend_url(), key="backend_url").strip()
+        # The configured key stays on the server (never sent to the browser); a typed key replaces it.
+        st.text_input("API key", type="password", key="api_key", help="the backend's X-API-Key, if it needs one")
         test_mode = st.toggle("Test mode (no backend: fake detections)", key="test_mode")
         if st.button("Is alive", key="is_alive"):
             st.session_state["alive"] = (url, *check_backend(url))

@@ -133,9 +133,14 @@ def _predict(args: argparse.Namespace) -> int:
     from .models import predict
 
     image = load_image(args.image)  # a str is a path, everywhere in the library
-    response = predict(
-        image, args.model, confidence=args.confidence, classes=args.classes.split(",") if args.classes else None
-    )
+    options = {"confidence": args.confidence, "classes": args.classes.split(",") if args.classes else None}
+    if args.url:  # on a running backend instead of in this process
+        from .client import Client
+
+        with Client(args.url, api_key=args.api_key) as client:
+            response = client.predict(args.image, args.model, **options)
+    else:
+        response = predict(image, args.model, **options)
     if args.json:
         print(response.model_dump_json(indent=2, exclude_none=True))
     else:
@@ -159,7 +164,7 @@ def _check(args: argparse.Namespace) -> int:
         failures += not ok
         print(f"[{'PASS' if ok else 'FAIL'}] {what}{': ' + detail if detail else ''}")
 
-    with Client(args.url, timeout=args.timeout) as client:
+    with Client(args.url, timeout=args.timeout, api_key=args.api_key) as client:
         print(f"checking {client.url}")
         try:
             report(client.health() == {"status": "ok"}, "GET /health", "alive")
@@ -304,12 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None, help="comma-separated class names to keep")
     p.add_argument("--out", default=None, help="write the annotated image here")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--url", default=None, help="predict on this running backend instead of in this process")
+    p.add_argument("--api-key", default=None, help="the backend's API key (X-API-Key); default: $YOLO_SERVICE_API_KEY")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("check", help="check a running backend: health, models, a prediction")
     p.add_argument("url", nargs="?", default="http://localhost:8000")
     p.add_argument("--model", default=None)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--api-key", default=None, help="the backend's API key (X-API-Key); default: $YOLO_SERVICE_API_KEY")
     p.set_defaults(func=_check)
 
     p = sub.add_parser("models", help="list the model catalog")

@@ -28,8 +28,10 @@ UPLOAD = "(my upload)"
 class PredictDemo(widgets.VBox):
     """Upload an image (or pick a sample), choose a model and a confidence, see the boxes and a table."""
 
-    def __init__(self, backend: str | Client | None = None, models: list[str] | None = None) -> None:
-        self.client = Client(backend) if isinstance(backend, str) else backend
+    def __init__(
+        self, backend: str | Client | None = None, models: list[str] | None = None, api_key: str | None = None
+    ) -> None:
+        self.client = Client(backend, api_key=api_key) if isinstance(backend, str) else backend
         if models is None:
             models = self.client.models() if self.client else ["shapes"]
         self._samples = {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
