@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
 import streamlit as st
 
 from yolo_service.client import Client
@@ -34,10 +35,15 @@ def default_backend_url() -> str:
     return os.environ.get("BACKEND_URL", "http://localhost:8000")
 
 
-@st.cache_resource(max_entries=8)
 def get_client(url: str) -> Client:
-    """One HTTP client (connection pool) per backend URL, shared by all sessions."""
-    return Client(url, timeout=120)
+    """The client of ``url`` with this session's API key (empty: the server's YOLO_SERVICE_API_KEY, if any)."""
+    return _client(url, st.session_state.get("api_key") or None)
+
+
+@st.cache_resource(max_entries=8)
+def _client(url: str, api_key: str | None) -> Client:
+    """One HTTP client (connection pool) per backend URL and key, shared by the sessions that use them."""
+    return Client(url, timeout=get_settings().ui_timeout, api_key=api_key)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -95,7 +101,19 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
 
 def unreachable(url: str, exc: BackendUnreachable) -> str:
     """The message for a backend that does not answer: what happened, then what to do."""
+    if isinstance(exc.__cause__, httpx.TimeoutException):
+        return (
+            f"Backend at {url} did not answer within {get_settings().ui_timeout:.0f} s: it may be busy, or still "
+            "starting (a Cloud Run service can take a minute on its first request). Try again in a moment."
+        )
     return f"Backend at {url} is not reachable ({exc.__cause__ or exc}).\n\n{COMPOSE_HINT}"
+
+
+def failed(exc: YoloServiceError) -> str:
+    """The message for an error answer: the request's fault (4xx), or the backend's (anything else)."""
+    if 400 <= exc.status_code < 500:
+        return f"The backend refused the request: {exc}"
+    return f"The backend failed to answer: {exc}\n\nTry again; if it keeps failing, look at the backend's log."
 
 
 def check_backend(url: str) -> tuple[bool, str, list[str]]:
@@ -107,7 +125,7 @@ def check_backend(url: str) -> tuple[bool, str, list[str]]:
     except BackendUnreachable as exc:
         return False, unreachable(url, exc), []
     except YoloServiceError as exc:
-        return False, f"The backend answered with an error: {exc}", []
+        return False, failed(exc), []
     return True, f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"), models
 
 
@@ -116,6 +134,8 @@ def sidebar() -> tuple[str, bool]:
     with st.sidebar:
         st.header("Backend")
         url = st.text_input("Backend URL", value=default_backend_url(), key="backend_url").strip()
+        # The configured key stays on the server (never sent to the browser); a typed key replaces it.
+        st.text_input("API key", type="password", key="api_key", help="the backend's X-API-Key, if it needs one")
         test_mode = st.toggle("Test mode (no backend: fake detections)", key="test_mode")
         if st.button("Is alive", key="is_alive"):
             st.session_state["alive"] = (url, *check_backend(url))
@@ -196,7 +216,7 @@ def predict(
         st.error(unreachable(url, exc))
         return
     except YoloServiceError as exc:
-        st.error(f"The backend refused the request: {exc}")
+        st.error(failed(exc))
         return
     st.session_state["result"] = {
         "name": name,

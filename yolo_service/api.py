@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -478,7 +478,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def predict_file(
         svc: ServiceDep,
-        image: Annotated[UploadFile, File(description="the image file")],
+        # bytes, not UploadFile: the schema says "a binary string", and a plain form field is one too.
+        image: Annotated[bytes, File(description="the image file")],
         model: Annotated[str | None, Form(examples=["shapes"])] = None,
         confidence: Annotated[float | None, Form(ge=0.0, le=1.0, allow_inf_nan=False)] = None,
         iou: Annotated[float | None, Form(ge=0.0, le=1.0, allow_inf_nan=False)] = None,
@@ -497,8 +498,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        data = await image.read()
-        return await svc.run_predict(data, options)
+        return await svc.run_predict(image, options)
 
     instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
     return app

@@ -17,10 +17,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import get_settings
 from .errors import YoloServiceError
+
+if TYPE_CHECKING:
+    from .schema import PredictResponse
 
 __all__ = ["main"]
 
@@ -112,7 +116,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0 if (api.stop() or 0) in (0, -signal.SIGTERM) else 1  # stop() again only reads the exit code
 
 
-def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
+def _print_table(response: PredictResponse) -> None:
     print(
         f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
         f"({response.image.width}x{response.image.height})"
@@ -129,9 +133,14 @@ def _predict(args: argparse.Namespace) -> int:
     from .models import predict
 
     image = load_image(args.image)  # a str is a path, everywhere in the library
-    response = predict(
-        image, args.model, confidence=args.confidence, classes=args.classes.split(",") if args.classes else None
-    )
+    options = {"confidence": args.confidence, "classes": args.classes.split(",") if args.classes else None}
+    if args.url:  # on a running backend instead of in this process
+        from .client import Client
+
+        with Client(args.url, api_key=args.api_key) as client:
+            response = client.predict(args.image, args.model, **options)
+    else:
+        response = predict(image, args.model, **options)
     if args.json:
         print(response.model_dump_json(indent=2, exclude_none=True))
     else:
@@ -155,7 +164,7 @@ def _check(args: argparse.Namespace) -> int:
         failures += not ok
         print(f"[{'PASS' if ok else 'FAIL'}] {what}{': ' + detail if detail else ''}")
 
-    with Client(args.url, timeout=args.timeout) as client:
+    with Client(args.url, timeout=args.timeout, api_key=args.api_key) as client:
         print(f"checking {client.url}")
         try:
             report(client.health() == {"status": "ok"}, "GET /health", "alive")
@@ -300,12 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None, help="comma-separated class names to keep")
     p.add_argument("--out", default=None, help="write the annotated image here")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--url", default=None, help="predict on this running backend instead of in this process")
+    p.add_argument("--api-key", default=None, help="the backend's API key (X-API-Key); default: $YOLO_SERVICE_API_KEY")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("check", help="check a running backend: health, models, a prediction")
     p.add_argument("url", nargs="?", default="http://localhost:8000")
     p.add_argument("--model", default=None)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--api-key", default=None, help="the backend's API key (X-API-Key); default: $YOLO_SERVICE_API_KEY")
     p.set_defaults(func=_check)
 
     p = sub.add_parser("models", help="list the model catalog")
@@ -351,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except YoloServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

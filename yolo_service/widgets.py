@@ -12,6 +12,7 @@ import html
 import ipywidgets as widgets
 
 from .client import Client
+from .config import get_settings
 from .drawing import draw_detections
 from .errors import YoloServiceError
 from .images import encode_image, load_image
@@ -27,8 +28,10 @@ UPLOAD = "(my upload)"
 class PredictDemo(widgets.VBox):
     """Upload an image (or pick a sample), choose a model and a confidence, see the boxes and a table."""
 
-    def __init__(self, backend: str | Client | None = None, models: list[str] | None = None) -> None:
-        self.client = Client(backend) if isinstance(backend, str) else backend
+    def __init__(
+        self, backend: str | Client | None = None, models: list[str] | None = None, api_key: str | None = None
+    ) -> None:
+        self.client = Client(backend, api_key=api_key) if isinstance(backend, str) else backend
         if models is None:
             models = self.client.models() if self.client else ["shapes"]
         self._samples = {name: encode_image(image) for name, (image, _) in sample_scenes().items()}
@@ -40,7 +43,9 @@ class PredictDemo(widgets.VBox):
         self.model = widgets.Dropdown(
             options=models, value="shapes" if "shapes" in models else models[0], description="Model"
         )
-        self.confidence = widgets.FloatSlider(value=0.25, min=0.0, max=1.0, step=0.05, description="Confidence")
+        self.confidence = widgets.FloatSlider(
+            value=get_settings().confidence, min=0.0, max=1.0, step=0.05, description="Confidence"
+        )
         self.button = widgets.Button(description="Predict", button_style="primary", icon="search")
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="640px"))

@@ -8,6 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+import yolo_service
 from tests.helpers import assert_finds
 from tests.unit.test_images import png_declaring
 from yolo_service import Settings, color_for, encode_base64, encode_image, load_image, sample_scene
@@ -39,7 +40,7 @@ def scene():
 
 def test_text_routes(client):
     assert client.get("/").json() == TITLE
-    assert client.get("/version").json() == "0.1.0"
+    assert client.get("/version").json() == yolo_service.__version__
     assert "POST /predict" in client.get("/describe").json()
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready", "default_model": "shapes"}
@@ -277,3 +278,65 @@ def test_docs_have_an_example_for_each_route(client):
     assert model_param["schema"]["examples"] == ["shapes"]
     assert client.get("/models/shapes").status_code == 200
     assert client.get("/docs").status_code == 200
+
+
+def test_the_openapi_schema_documents_exactly_the_one_error_shape(client):
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert set(schemas["ErrorResponse"]["required"]) == {"detail", "error"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            errors = {code: r for code, r in operation["responses"].items() if int(code) >= 400}
+            assert "500" in errors, (method, path)
+            for code, response in errors.items():
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/ErrorResponse", (method, path, code)
+    assert set(spec["paths"]["/predict"]["post"]["responses"]) == {
+        "200", "400", "404", "413", "415", "422", "500", "503"
+    }  # fmt: skip
+    assert "security" not in spec["paths"]["/predict"]["post"]  # no key configured here
+
+
+def test_an_unexpected_exception_in_a_route_is_a_logged_json_500(weights_dir, caplog):
+    from yolo_service.api import get_service
+
+    app = create_app(Settings(weights_dir=weights_dir, offline=True, preload=False))
+
+    def broken_service():
+        raise RuntimeError("injected failure")
+
+    app.dependency_overrides[get_service] = broken_service
+    with TestClient(app) as test_client, caplog.at_level("INFO", logger="yolo_service.api"):
+        for _ in range(20):
+            response = test_client.get("/models")
+            assert response.status_code == 500
+            assert response.json()["error"] == "InternalError" and "Traceback" not in response.text
+        assert test_client.get("/health").json() == {"status": "ok"}
+    failures = [r for r in caplog.records if r.getMessage() == "unexpected error in GET /models"]
+    assert len(failures) == 20 and "RuntimeError: injected failure" in (failures[0].exc_text or "")
+    assert sum("GET /models 500" in r.getMessage() for r in caplog.records) == 20
+
+
+def test_with_an_api_key_in_process(weights_dir):
+    from yolo_service import Client
+
+    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, api_key="k3y")
+    with TestClient(create_app(settings)) as test_client:
+        assert test_client.get("/health").status_code == 200
+        assert test_client.get("/openapi.json").status_code == 200
+        refused = test_client.get("/models")
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "detail": "this service requires an API key: the request sent no API key in the X-API-Key header",
+            "error": "Unauthorized",
+        }
+        assert test_client.get("/models", headers={"X-API-Key": "k3y"}).status_code == 200
+        assert test_client.get("/models", headers={"X-API-Key": "k3y "}).status_code == 401
+        spec = test_client.get("/openapi.json").json()
+        assert "401" in spec["paths"]["/models"]["get"]["responses"]
+        assert "401" not in spec["paths"]["/health"]["get"]["responses"]
+    assert repr(Settings(api_key="k3y")).count("k3y") == 0  # a SecretStr: never in logs or reprs
+    assert Settings(api_key="").api_key is None  # an empty variable means no key
+    assert Client("http://x", api_key="k3y")._http.headers["x-api-key"] == "k3y"
+    assert "x-api-key" not in Client("http://x", api_key="")._http.headers

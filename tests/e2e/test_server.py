@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
 import signal
+import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,12 +16,14 @@ import httpx
 import pytest
 from PIL import Image
 
+import yolo_service
 from tests.helpers import Server, assert_finds, executable, free_port
 from yolo_service import (
     BackendUnreachable,
     Client,
     PredictResponse,
     Shape,
+    Unauthorized,
     UnknownModel,
     draw_scene,
     encode_base64,
@@ -49,7 +53,7 @@ def scene(i: int) -> tuple[Image.Image, list[Shape]]:
 def test_health_root_and_port(backend):
     assert httpx.get(backend.url + "/health").json() == {"status": "ok"}
     assert httpx.get(backend.url + "/").json().startswith("yolo-service")
-    assert httpx.get(backend.url + "/version").json() == "0.1.0"
+    assert httpx.get(backend.url + "/version").json() == yolo_service.__version__
     assert "POST /predict" in httpx.get(backend.url + "/describe").json()
     assert "swagger" in httpx.get(backend.url + "/docs").text.lower()
     assert httpx.get(backend.url + "/ready").json()["default_model"] == "shapes"
@@ -162,45 +166,138 @@ def test_ready_goes_from_503_to_200_while_health_is_200():
         assert seen == [503, 200]
 
 
-def test_overload_gets_a_fast_503_with_retry_after():
+def _open_request(url: str, path: str = "/predict", length: int = 10_000_000, first: bytes = b"{") -> socket.socket:
+    """A POST whose headers promise ``length`` bytes of body, of which only ``first`` is sent: it stays in flight."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    kind = "application/json" if path == "/predict" else "multipart/form-data; boundary=b0undary"
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\nContent-Length: {length}\r\n\r\n"
+    sock.sendall(head.encode() + first)
+    return sock
+
+
+def _wait_for_queue_depth(url: str, depth: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while f"yolo_service_queue_depth {depth:.1f}" not in httpx.get(url + "/metrics").text:
+        assert time.monotonic() < deadline, f"the queue depth never reached {depth}"
+        time.sleep(0.05)
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_full_queue_refuses_before_reading_the_body():
+    """max_queue=2: two requests whose bodies never finish hold the queue; the next get their 503 unread."""
     port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_MAX_QUEUE": "1"}
+    env = {"PORT": str(port), "YOLO_SERVICE_MAX_QUEUE": "2", "YOLO_SERVICE_REPLICAS": "1"}
     with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
-        big = encode_base64(sample_scene()[0].resize((2000, 1500)))
-        with httpx.Client(base_url=srv.url, timeout=60) as http, ThreadPoolExecutor(6) as pool:
-            responses = list(pool.map(lambda _: http.post("/predict", json={"image": big}), range(6)))
-        statuses = sorted(r.status_code for r in responses)
-        assert statuses[0] == 200 and statuses[-1] == 503, statuses
-        busy = next(r for r in responses if r.status_code == 503)
-        assert busy.headers["retry-after"] == "2" and "busy" in busy.json()["detail"]
-        assert httpx.get(srv.url + "/health").status_code == 200  # nothing broke
+        starts = {"/predict": b"{", "/predict/file": b"--b0undary\r\n"}  # a valid start; the rest never comes
+        holders = [_open_request(srv.url, path, first=first) for path, first in starts.items()]
+        _wait_for_queue_depth(srv.url, 2)  # both admitted, waiting for their bodies
+        try:
+            for path in ("/predict", "/predict/file"):
+                refused = _open_request(srv.url, path, first=starts[path])  # of 10 MB promised: the 503 cannot wait
+                status, headers, body = _read_response(refused)
+                refused.close()
+                assert status == 503 and headers["retry-after"] == "2", (status, headers)
+                assert json.loads(body)["error"] == "Overloaded" and "busy" in json.loads(body)["detail"]
+            # Whole bodies too: many large requests at once, each refused with its 503.
+            big = {"image": encode_base64(sample_scene()[0].resize((1600, 1200))), "model": "shapes"}
+            with httpx.Client(base_url=srv.url, timeout=60) as http, ThreadPoolExecutor(6) as pool:
+                responses = list(pool.map(lambda _: http.post("/predict", json=big), range(6)))
+            assert {r.status_code for r in responses} == {503}
+            assert all(r.headers["retry-after"] == "2" for r in responses)
+        finally:
+            for sock in holders:
+                sock.close()
+        _wait_for_queue_depth(srv.url, 0)  # the holders gone, the queue is free again
+        image, shapes = sample_scene()
+        result = httpx.post(srv.url + "/predict", json={"image": encode_base64(image), "model": "shapes"}, timeout=60)
+        assert_finds(shapes, PredictResponse.model_validate(result.json()).detections)
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_within_10s():
+def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_within_10s():
+    """Four requests in flight (bodies half sent) when SIGTERM comes: they complete, new connections are refused."""
     port = free_port()
-    with Server(
-        ["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)}, ready_path="/ready"
-    ) as srv:
-        big = encode_base64(sample_scene()[0].resize((4000, 3000)))
-        results: list[int] = []
-
-        def post():
-            results.append(httpx.post(srv.url + "/predict", json={"image": big}, timeout=60).status_code)
-
-        threads = [threading.Thread(target=post) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.5)  # the requests are in flight (decoding / queued on the model)
+    env = {"PORT": str(port)}
+    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
+        scenes = [scene(i) for i in range(4)]
+        bodies = [json.dumps({"image": encode_base64(image), "model": "shapes"}).encode() for image, _ in scenes]
+        socks = [_open_request(srv.url, "/predict", len(body), body[:100]) for body in bodies]
+        _wait_for_queue_depth(srv.url, 4)
         started = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(httpx.ConnectError):  # no new connection once shutdown began
+            httpx.get(srv.url + "/health", timeout=2)
+        for sock, body in zip(socks, bodies, strict=True):
+            sock.sendall(body[100:])
+        for sock, (_, shapes) in zip(socks, scenes, strict=True):
+            status, _, answer = _read_response(sock)
+            sock.close()
+            assert status == 200, answer
+            assert_finds(shapes, PredictResponse.model_validate_json(answer).detections)
         srv.proc.wait(timeout=15)
         elapsed = time.monotonic() - started
-        for thread in threads:
-            thread.join(30)
-        assert results == [200, 200, 200, 200]
         # uvicorn drains, then re-raises SIGTERM on itself: -15 after a clean shutdown is its normal exit.
         assert elapsed < 10 and srv.proc.returncode in (0, -signal.SIGTERM), (elapsed, srv.proc.returncode)
         assert "Application shutdown complete." in srv.log()
+
+
+@pytest.fixture(scope="module")
+def keyed_backend():
+    port = free_port()
+    env = {"PORT": str(port), "YOLO_SERVICE_API_KEY": "s3cret-key", "YOLO_SERVICE_REPLICAS": "1"}
+    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/", "/version", "/describe", "/docs", "/openapi.json"])
+def test_with_an_api_key_probes_and_docs_stay_open(keyed_backend, path):
+    assert httpx.get(keyed_backend.url + path).status_code == 200
+
+
+@pytest.mark.parametrize("key", [None, "wrong", "s3cret-ke", ""])
+@pytest.mark.parametrize(("method", "path"), [("GET", "/models"), ("GET", "/models/shapes"), ("POST", "/predict")])
+def test_with_an_api_key_everything_else_needs_it(keyed_backend, key, method, path):
+    headers = {} if key is None else {"X-API-Key": key}
+    response = httpx.request(method, keyed_backend.url + path, headers=headers, json={"image": "x"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "Unauthorized" and "X-API-Key" in response.json()["detail"]
+
+
+def test_with_the_api_key_the_client_cli_and_schema_work(keyed_backend):
+    image, shapes = sample_scene()
+    with Client(keyed_backend.url, api_key="s3cret-key") as client:
+        assert client.models()[-1] == "shapes"
+        for multipart in (False, True):
+            assert_finds(shapes, client.predict(image, "shapes", multipart=multipart).detections)
+    with Client(keyed_backend.url, api_key="") as keyless, pytest.raises(Unauthorized, match="no API key"):
+        keyless.models()
+    spec = httpx.get(keyed_backend.url + "/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["APIKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"APIKey": []}]
+    assert "security" not in spec["paths"]["/health"]["get"]
+    check = [executable("yolo-service"), "check", keyed_backend.url, "--timeout", "60"]
+    passed = subprocess.run([*check, "--api-key", "s3cret-key"], capture_output=True, text=True, timeout=120)
+    assert passed.returncode == 0 and "all checks passed" in passed.stdout, passed.stdout + passed.stderr
+    env = {**os.environ, "YOLO_SERVICE_API_KEY": "s3cret-key"}  # the CLI's default comes from the setting
+    from_env = subprocess.run(check, capture_output=True, text=True, timeout=120, env=env)
+    assert from_env.returncode == 0, from_env.stdout + from_env.stderr
+    refused = subprocess.run([*check, "--api-key", "nope"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "[FAIL] Unauthorized" in refused.stdout
 
 
 def _payload(kind: str) -> tuple[str, dict]:
