@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run api ui lab docs test lint system-deps bench student clean
+.PHONY: install run api ui lab docs test lint audit system-deps bench student clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,17 @@ system-deps:
 	@command -v chromium >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+LINTED := yolo_service frontend tests benchmarks scripts
+
+# Style, format, types (mypy strict on the library, settings in pyproject.toml), then the pinned set's known
+# vulnerabilities (pip-audit: skipped, with the reason printed, when no advisory source answers).
 lint: install
-	$(VENV)/bin/ruff check yolo_service frontend tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(PY) scripts/audit_dependencies.py constraints.txt
+
+audit: install  ## known vulnerabilities of the pinned versions (needs PyPI; skips with a reason offline)
+	$(PY) scripts/audit_dependencies.py constraints.txt
 
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider

@@ -4,7 +4,7 @@
 - requests/s with 1 and 4 concurrent clients against a real uvicorn process on 127.0.0.1;
 - the server's resident memory.
 
-Run:  make bench   (or  .venv/bin/python benchmarks/bench_predict.py --requests 60)
+Run:  .venv/bin/python benchmarks/bench_predict.py --requests 60   (the full benchmark: `make bench`)
 """
 
 from __future__ import annotations

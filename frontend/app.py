@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
 import streamlit as st
 
 from yolo_service.client import Client
@@ -42,7 +43,7 @@ def get_client(url: str) -> Client:
 @st.cache_resource(max_entries=8)
 def _client(url: str, api_key: str | None) -> Client:
     """One HTTP client (connection pool) per backend URL and key, shared by the sessions that use them."""
-    return Client(url, timeout=120, api_key=api_key)
+    return Client(url, timeout=get_settings().ui_timeout, api_key=api_key)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -100,7 +101,19 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
 
 def unreachable(url: str, exc: BackendUnreachable) -> str:
     """The message for a backend that does not answer: what happened, then what to do."""
+    if isinstance(exc.__cause__, httpx.TimeoutException):
+        return (
+            f"Backend at {url} did not answer within {get_settings().ui_timeout:.0f} s: it may be busy, or still "
+            "starting (a Cloud Run service can take a minute on its first request). Try again in a moment."
+        )
     return f"Backend at {url} is not reachable ({exc.__cause__ or exc}).\n\n{COMPOSE_HINT}"
+
+
+def failed(exc: YoloServiceError) -> str:
+    """The message for an error answer: the request's fault (4xx), or the backend's (anything else)."""
+    if 400 <= exc.status_code < 500:
+        return f"The backend refused the request: {exc}"
+    return f"The backend failed to answer: {exc}\n\nTry again; if it keeps failing, look at the backend's log."
 
 
 def check_backend(url: str) -> tuple[bool, str, list[str]]:
@@ -112,7 +125,7 @@ def check_backend(url: str) -> tuple[bool, str, list[str]]:
     except BackendUnreachable as exc:
         return False, unreachable(url, exc), []
     except YoloServiceError as exc:
-        return False, f"The backend answered with an error: {exc}", []
+        return False, failed(exc), []
     return True, f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"), models
 
 
@@ -203,7 +216,7 @@ def predict(
         st.error(unreachable(url, exc))
         return
     except YoloServiceError as exc:
-        st.error(f"The backend refused the request: {exc}")
+        st.error(failed(exc))
         return
     st.session_state["result"] = {
         "name": name,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,8 @@ def tree_size(path: Path, skip: tuple[str, ...] = ()) -> int:
 def installed_size(name: str, requirements: list[str], work: Path) -> int:
     """Bytes that installing ``requirements`` (--no-deps, pinned) adds to a fresh virtualenv."""
     env = work / name
-    if not (env / "bin" / "python").exists():
-        venv.create(env, with_pip=True)
+    shutil.rmtree(env, ignore_errors=True)  # always a fresh virtualenv
+    venv.create(env, with_pip=True)
     site = next((env / "lib").glob("python*/site-packages"))
     req_file = work / f"{name}.txt"
     req_file.write_text("\n".join(requirements) + "\n")

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 ENGINES = ("ultralytics", "openvino", "onnxruntime")
+SERVED = ("openvino", "onnxruntime", "ultralytics")  # the servers measured: both torch-free engines, then PyTorch
 #: Makes torch, torchvision, Ultralytics and OpenCV unimportable in the process that runs it first.
 BLOCK_TORCH = """
 import sys
@@ -307,7 +308,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
         "image": {"size": list(image.size), "jpeg_bytes": len(jpeg)},
     }
     weights = Path(tempfile.mkdtemp(prefix="yolo-service-bench-"))
-    steps = 1 + 2 * len(ENGINES) * len({1, cpus}) + 2 * (2 + 4) + 2
+    steps = 1 + 2 * len(ENGINES) * len({1, cpus}) + len(SERVED) * (2 + 4 + 1)
     bar = tqdm(total=steps, desc="bench", unit="step", file=sys.stderr)
 
     def step(what: str) -> None:  # names the step that starts now
@@ -339,7 +340,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
             "YOLO_SERVICE_LOG_LEVEL": "warning",
         }
         servers: dict[str, Any] = {}
-        for engine in ("openvino", "ultralytics"):
+        for engine in SERVED:
             server_env = {**env, "YOLO_SERVICE_ENGINE": engine}
             server = torch_free_server(server_env) if engine != "ultralytics" else LocalServer(
                 ["yolo-service", "serve", "--host", "127.0.0.1"], env=server_env, wait=False
@@ -359,7 +360,11 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
                 bar.update(1)
                 step(f"{engine} server: 1-8 clients")
                 levels = measure_concurrency(
-                    server.url, jpeg, requests_per_level=per_level, model="shapes640", progress=lambda _: bar.update(1)
+                    server.url, jpeg, (1, 2, 4), per_level, model="shapes640", progress=lambda _: bar.update(1)
+                )
+                peak_at_4 = peak_rss_mib(server.proc.pid)
+                levels += measure_concurrency(
+                    server.url, jpeg, (8,), per_level, model="shapes640", progress=lambda _: bar.update(1)
                 )
                 servers[engine] = {
                     "torch_free": engine != "ultralytics",
@@ -368,13 +373,14 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
                     "rss_idle_mib": idle,
                     "sequential": sequential,
                     "concurrency": levels,
-                    "peak_rss_mib": peak_rss_mib(server.proc.pid),  # after 1-8 clients
+                    "peak_rss_mib_4_clients": peak_at_4,  # after 1, 2 and 4 clients
+                    "peak_rss_mib": peak_rss_mib(server.proc.pid),  # after 8 clients too
                 }
         figures["servers"] = servers
 
         data = big_image()
         big: dict[str, Any] = {"image_bytes": len(data), "size": [6000, 6000]}
-        for engine in ("openvino", "ultralytics"):
+        for engine in SERVED:
             server_env = {**env, "YOLO_SERVICE_ENGINE": engine, "YOLO_SERVICE_DEFAULT_MODEL": "shapes"}
             server = torch_free_server(server_env) if engine != "ultralytics" else LocalServer(
                 ["yolo-service", "serve", "--host", "127.0.0.1"], env=server_env, wait=False
@@ -404,46 +410,43 @@ def _row(figures: dict[str, Any], engine: str, imgsz: int, threads: int) -> dict
 
 
 def _targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each figure of issue 10 against its target."""
+    """Each figure of issue 10 against its target, for each torch-free engine."""
     cpus = figures["machine"]["cpus"]
-    default = "openvino"
-    server = figures["servers"][default]
-    by_route = {r["route"]: r for r in server["sequential"]}
-    at4 = next(r for r in server["concurrency"] if r["concurrency"] == 4)
-    exported = _row(figures, default, 640, cpus)["p50_ms"]
-    pytorch = _row(figures, "ultralytics", 640, cpus)["p50_ms"]
-    single_thread = _row(figures, default, 640, 1)["p50_ms"]
-    big = figures["big_images"][default]
 
     def at_most(name: str, value: float, limit: float, unit: str) -> dict[str, Any]:
-        return {
-            "figure": name,
-            "value": round(value, 3),
-            "target": f"<= {limit:.3g}",
-            "unit": unit,
-            "met": value <= limit,
-        }
+        return {"figure": name, "value": round(value, 3), "target": f"<= {limit:.3g}", "unit": unit,
+                "met": value <= limit}  # fmt: skip
 
     def at_least(name: str, value: float, limit: float, unit: str) -> dict[str, Any]:
-        return {
-            "figure": name,
-            "value": round(value, 3),
-            "target": f">= {limit:.3g}",
-            "unit": unit,
-            "met": value >= limit,
-        }
+        return {"figure": name, "value": round(value, 3), "target": f">= {limit:.3g}", "unit": unit,
+                "met": value >= limit}  # fmt: skip
 
-    predict_p50 = by_route["/predict"]["p50_ms"]
-    return [
-        at_most("big images: peak RSS", big["peak_rss_mib"], 1536, "MiB"),
-        at_least("big images: answered 200, or 503 + Retry-After", float(big["burst"]["all_answered"]), 1, "(1 = all)"),
-        at_most("big images: one request alone, p50", big["single"]["p50_ms"] / 1000, 0.25, "s"),
-        at_most("in-process p50 / PyTorch's (640 px, same threads)", exported / pytorch, 0.5, "x"),
-        at_most("/predict p50 / in-process p50", predict_p50 / exported, 1.15, "x"),
-        at_least("throughput at 4 clients", at4["throughput_rps"], 0.9 * cpus / (single_thread / 1000), "req/s"),
-        at_most("torch-free cold start to /ready", server["cold_start_s"], 2.0, "s"),
-        at_most("torch-free peak RSS (1-8 clients)", server["peak_rss_mib"], 400, "MiB"),
-    ]
+    pytorch = _row(figures, "ultralytics", 640, cpus)["p50_ms"]
+    targets = []
+    for engine in ("openvino", "onnxruntime"):
+        server = figures["servers"][engine]
+        predict_p50 = next(r for r in server["sequential"] if r["route"] == "/predict")["p50_ms"]
+        at4 = next(r for r in server["concurrency"] if r["concurrency"] == 4)
+        exported = _row(figures, engine, 640, cpus)["p50_ms"]
+        single_thread = _row(figures, engine, 640, 1)["p50_ms"]
+        big = figures["big_images"][engine]
+        answered = float(big["burst"]["all_answered"])
+        targets += [
+            at_most(f"{engine}: 32 big images, peak RSS", big["peak_rss_mib"], 1536, "MiB"),
+            at_least(f"{engine}: 32 big images, all 200 or 503 + Retry-After", answered, 1, "(1 = all)"),
+            at_most(f"{engine}: one big image alone, p50", big["single"]["p50_ms"] / 1000, 0.25, "s"),
+            at_most(f"{engine}: in-process p50 / PyTorch's (640 px, same threads)", exported / pytorch, 0.5, "x"),
+            at_most(f"{engine}: /predict p50 / in-process p50", predict_p50 / exported, 1.15, "x"),
+            at_least(
+                f"{engine}: throughput at 4 clients",
+                at4["throughput_rps"],
+                0.9 * cpus / (single_thread / 1000),
+                "req/s",
+            ),  # fmt: skip
+            at_most(f"{engine}: torch-free cold start to /ready", server["cold_start_s"], 2.0, "s"),
+            at_most(f"{engine}: torch-free peak RSS under 4 clients", server["peak_rss_mib_4_clients"], 400, "MiB"),
+        ]
+    return targets
 
 
 def _print_summary(figures: dict[str, Any]) -> None:
@@ -457,14 +460,15 @@ def _print_summary(figures: dict[str, Any]) -> None:
     for engine, server in figures["servers"].items():
         print(f"\nserver, engine {engine} (torch-free: {server['torch_free']}): cold start {server['cold_start_s']} s "
               f"({server['cold_start_cpu_s']} s CPU), "
-              f"RSS idle {server['rss_idle_mib']} MiB, peak {server['peak_rss_mib']} MiB")  # fmt: skip
+              f"RSS idle {server['rss_idle_mib']} MiB, peak {server['peak_rss_mib_4_clients']} MiB "
+              f"after 4 clients, {server['peak_rss_mib']} MiB after 8")  # fmt: skip
         for r in server["sequential"]:
             print(f"  {r['route']:<14} p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms")
         for r in server["concurrency"]:
             print(f"  {r['concurrency']} clients: {r['throughput_rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, "
                   f"p99 {r['p99_ms']:.0f} ms, {r['ok']}/{r['requests']} ok")  # fmt: skip
     big = figures["big_images"]
-    for engine in ("openvino", "ultralytics"):
+    for engine in SERVED:
         b = big[engine]
         print(f"\n{b['burst']['clients']} concurrent 6000x6000 JPEGs ({big['image_bytes']:,} bytes), {engine}: "
               f"statuses {b['burst']['statuses']}, peak RSS {b['peak_rss_mib']} MiB; one alone p50 "
@@ -480,17 +484,20 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    ratios = [1.3] + [1] * len(SERVED)
+    fig, axes = plt.subplots(1, len(ratios), figsize=(6 * len(ratios), 5.2), gridspec_kw={"width_ratios": ratios})
     rows = figures["inprocess"]
-    labels = [f"{r['engine']}\n{r['imgsz']}px {r['threads']}t" for r in rows]
+    labels = [f"{r['engine']} {r['imgsz']}px, {r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in rows]
     colors = {"ultralytics": "#fdae6b", "openvino": "#74c476", "onnxruntime": "#6baed6"}
-    axes[0].bar(range(len(rows)), [r["p50_ms"] for r in rows], color=[colors[r["engine"]] for r in rows])
-    axes[0].set_xticks(range(len(rows)), labels, fontsize=7)
-    axes[0].set_ylabel("p50 latency (ms)")
-    axes[0].set_title("in-process, per engine, input size and threads")
+    axes[0].barh(range(len(rows)), [r["p50_ms"] for r in rows], color=[colors[r["engine"]] for r in rows])
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("p50 latency (ms), in-process")
+    axes[0].set_title("per engine, input size and threads")
     servers = figures["servers"]
-    plot_concurrency(servers["openvino"]["concurrency"], axes[1], "server, openvino (torch-free), 640 px")
-    plot_concurrency(servers["ultralytics"]["concurrency"], axes[2], "server, ultralytics (PyTorch), 640 px")
+    for ax, engine in zip(axes[1:], SERVED, strict=True):
+        kind = "torch-free" if servers[engine]["torch_free"] else "PyTorch"
+        plot_concurrency(servers[engine]["concurrency"], ax, f"server, {engine} ({kind}), 640 px")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

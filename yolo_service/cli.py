@@ -17,10 +17,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import get_settings
 from .errors import YoloServiceError
+
+if TYPE_CHECKING:
+    from .schema import PredictResponse
 
 __all__ = ["main"]
 
@@ -112,7 +116,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0 if (api.stop() or 0) in (0, -signal.SIGTERM) else 1  # stop() again only reads the exit code
 
 
-def _print_table(response) -> None:  # noqa: ANN001 (a PredictResponse)
+def _print_table(response: PredictResponse) -> None:
     print(
         f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
         f"({response.image.width}x{response.image.height})"
@@ -247,7 +251,8 @@ def _export(args: argparse.Namespace) -> int:
 
     catalog = ModelCatalog()
     catalog.download(args.name)
-    path = export_onnx(catalog.spec(args.name), Path(args.out) if args.out else None, imgsz=args.imgsz)
+    out = Path(args.out) if args.out else None
+    path = export_onnx(catalog.spec(args.name), out, imgsz=args.imgsz, nms_free=args.nms_free)
     print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
     return 0
 
@@ -331,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
     p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.add_argument("--nms-free", action="store_true", help="YOLO26: export the end-to-end head (no NMS at run time)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")
@@ -357,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except YoloServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

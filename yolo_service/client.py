@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from PIL import Image
+from pydantic import BaseModel, ValidationError
 
 from .config import get_settings
 from .errors import BackendUnreachable, YoloServiceError, error_class
@@ -24,6 +25,7 @@ from .schema import ModelInfo, PredictResponse
 __all__ = ["Client"]
 
 ImageSource = str | Path | bytes | Image.Image
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
@@ -81,7 +83,13 @@ class Client:
                 "Inside docker compose the backend is http://backend:8000, not localhost."
             ) from exc
         if response.is_success:
-            return response.json()
+            try:
+                return response.json()
+            except ValueError as exc:  # an HTML page or a cut-off answer: not this API speaking
+                raise YoloServiceError(
+                    f"{self.url}{path} answered {response.status_code} with a body that is not JSON ({exc}): "
+                    "is this the URL of a yolo-service backend?"
+                ) from exc
         try:
             body = response.json()
         except ValueError:
@@ -92,6 +100,16 @@ class Client:
         cls = error_class(body.get("error") if isinstance(body, dict) else None, response.status_code)
         retry = response.headers.get("retry-after")
         raise cls(detail, retry_after=int(retry) if retry and retry.isdigit() else None)
+
+    def _parse(self, model: type[_Answer], body: Any) -> _Answer:
+        """``body`` as ``model``; JSON that is not what the API promises is a typed error, not a crash."""
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise YoloServiceError(
+                f"{self.url} answered JSON that is not a {model.__name__} ({exc.error_count()} problems): "
+                "is this the URL of a yolo-service backend?"
+            ) from exc
 
     def root(self) -> str:
         """The service's title (``GET /``)."""
@@ -121,7 +139,7 @@ class Client:
 
     def model_info(self, name: str) -> ModelInfo:
         """Details of one model: classes, source, loaded, available offline."""
-        return ModelInfo.model_validate(self._request("GET", f"/models/{name}"))
+        return self._parse(ModelInfo, self._request("GET", f"/models/{name}"))
 
     def predict(
         self,
@@ -157,4 +175,4 @@ class Client:
             payload = {k: v for k, v in options.items() if v is not None}
             payload.update(image=encode_base64(data), classes=classes)
             body = self._request("POST", "/predict", json=payload)
-        return PredictResponse.model_validate(body)
+        return self._parse(PredictResponse, body)

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
     annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
+    ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's answer")
 
     # Models
     weights_dir: Path = Field(default_factory=_default_weights_dir)

@@ -28,7 +28,7 @@ __all__ = [
     "CLOUD_RUN_MAX_REQUEST_BYTES",
     "CLOUD_RUN_SHUTDOWN_GRACE_SECONDS",
     "FRONTEND_PORT",
-    "CloudRunService",
+    "MEASURED_PEAK_RSS_MB",
     "DeployConfig",
     "backend_concurrency",
     "backend_url_command",
@@ -46,7 +46,6 @@ __all__ = [
     "enable_apis_commands",
     "gcloud_project",
     "run",
-    "run_or_explain",
 ]
 
 #: The ``PORT`` each image sets (backend/Dockerfile, frontend/Dockerfile; a test checks they agree).
@@ -58,12 +57,11 @@ CLOUD_RUN_SHUTDOWN_GRACE_SECONDS = 10
 #: The APIs the path uses: Cloud Run, Artifact Registry (images), Cloud Build (building without Docker).
 APIS = ("run.googleapis.com", "artifactregistry.googleapis.com", "cloudbuild.googleapis.com")
 
-# Sizing, from a measurement on 2 CPUs (scripts/measure_backend_memory.py, the PyTorch engine with a
-# yolo26n-sized model under 32 concurrent 640x480 requests): peak RSS about 0.9 GB. 2 GiB leaves room
-# for larger images (decoded pixels) and is Cloud Run's minimum for nothing; 2 CPUs match the
-# server's model replicas (one per CPU). The torch-free runtime engine needs less; the same size is
-# kept so that `--target torch` deploys with the same command.
-BACKEND_MEMORY = "2Gi"
+# Sizing, from a measurement on 2 CPUs (scripts/measure_backend_memory.py: a yolo26n-sized model, 32
+# concurrent requests of 640x480 then 4000x3000 JPEGs): peak RSS in MB per backend target. Memory is
+# the next Cloud Run size with at least 30 % headroom; 2 CPUs match the server's two model replicas.
+MEASURED_PEAK_RSS_MB = {"runtime": 608, "torch": 1484}
+BACKEND_MEMORY = {"runtime": "1Gi", "torch": "2Gi"}
 BACKEND_CPU = 2
 FRONTEND_MEMORY = "512Mi"
 FRONTEND_CPU = 1
@@ -202,7 +200,7 @@ def deploy_backend_command(config: DeployConfig, settings: Settings | None = Non
         *_scope(config),
         "--allow-unauthenticated",
         f"--port={BACKEND_PORT}",
-        f"--memory={BACKEND_MEMORY}",
+        f"--memory={BACKEND_MEMORY[config.backend_target]}",
         f"--cpu={BACKEND_CPU}",
         f"--concurrency={concurrency}",
         f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency}",
@@ -339,48 +337,3 @@ def gcloud_project() -> tuple[str | None, str]:
     if result.returncode != 0 or not project or project == "(unset)":
         return None, "gcloud has no project configured: run `gcloud init`"
     return project, f"project {project}"
-
-
-# ---- Kept for the old notebooks 03/04 until their replacements (05_compose, 06_cloud_run) land.
-
-
-@dataclass(frozen=True)
-class CloudRunService:
-    """Deprecated: use :class:`DeployConfig` and :func:`deploy_backend_command`."""
-
-    name: str = "yolo-backend"
-    image: str = "europe-west1-docker.pkg.dev/PROJECT/yolo-service/backend:latest"
-    region: str = "europe-west1"
-    port: int = BACKEND_PORT
-
-    def deploy_command(self) -> list[str]:
-        """The backend's deploy command, with this service's name, image and region."""
-        project = self.image.split("/")[1] if self.image.count("/") >= 3 else "PROJECT"
-        config = DeployConfig(project=project, region=self.region, backend_service=self.name)
-        command = deploy_backend_command(config)
-        return [f"--image={self.image}" if arg.startswith("--image=") else arg for arg in command]
-
-    def url_command(self) -> list[str]:
-        """Print the service's HTTPS URL."""
-        return [
-            "gcloud",
-            "run",
-            "services",
-            "describe",
-            self.name,
-            f"--region={self.region}",
-            "--format=value(status.url)",
-        ]
-
-    def delete_command(self) -> list[str]:
-        """Delete the service."""
-        return ["gcloud", "run", "services", "delete", self.name, f"--region={self.region}", "--quiet"]
-
-
-def run_or_explain(command: list[str], available: bool, why: str, timeout: float = 900) -> int | None:
-    """Deprecated: use :func:`run`. Run ``command`` when ``available``; else print it and ``why`` not."""
-    if not available:
-        print(f"not run ({why}). The command is:\n  {shlex.join(command)}")
-        return None
-    print(f"$ {shlex.join(command)}")
-    return subprocess.run(command, timeout=timeout).returncode

@@ -399,11 +399,14 @@ def _names(metadata: dict[str, str], spec: ModelSpec) -> dict[int, str]:
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.-]+/)+")
 
 
-def export_onnx(spec: ModelSpec, out: Path | None = None, imgsz: int | None = None, simplify: bool = True) -> Path:
+def export_onnx(
+    spec: ModelSpec, out: Path | None = None, imgsz: int | None = None, simplify: bool = True, nms_free: bool = False
+) -> Path:
     """Export ``spec``'s ``.pt`` weights to ONNX with Ultralytics (needs torch); return the file.
 
     The file goes next to the weights (``NAME.onnx``) unless ``out`` is given. Absolute paths of
     the exporting machine (e.g. the training data's location) are removed from its metadata.
+    ``nms_free``: export a YOLO26 model's one-to-one head (``[1, 300, 6]``, no NMS to run).
     """
     import os
     import shutil
@@ -419,7 +422,10 @@ def export_onnx(spec: ModelSpec, out: Path | None = None, imgsz: int | None = No
     target = out or spec.exported
     model = YOLO(str(spec.path), task="detect")
     with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
-        written = Path(model.export(format="onnx", imgsz=imgsz or spec.imgsz, dynamic=False, simplify=simplify))
+        options = {"nms": False} if nms_free else {}
+        written = Path(
+            model.export(format="onnx", imgsz=imgsz or spec.imgsz, dynamic=False, simplify=simplify, **options)
+        )
     _clean_metadata(written)
     if written.resolve() != target.resolve():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -428,10 +434,12 @@ def export_onnx(spec: ModelSpec, out: Path | None = None, imgsz: int | None = No
 
 
 def _clean_metadata(path: Path) -> None:
-    """Strip absolute paths from an ONNX file's metadata (they name directories of the exporting machine)."""
+    """Strip absolute paths (directories of the exporting machine) and the date from an ONNX file's metadata."""
     import onnx
 
     model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        prop.value = _ABSOLUTE_PATH.sub("", prop.value)
+    kept = [(p.key, _ABSOLUTE_PATH.sub("", p.value)) for p in model.metadata_props if p.key != "date"]
+    del model.metadata_props[:]  # the export date too: the same weights give the same file
+    for key, value in kept:
+        model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))

@@ -180,7 +180,7 @@ class ModelCatalog:
         return ModelInfo(
             name=spec.name,
             source=spec.source,
-            description=spec.description,  # type: ignore[arg-type]
+            description=spec.description,
             classes=classes,
             loaded=loaded,
             available_offline=self._weights(spec).is_file(),
@@ -254,7 +254,7 @@ class Detector:
         self.imgsz = spec.imgsz
         self.replicas = max(1, replicas)
         self.threads = max(1, threads // self.replicas)
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # Ultralytics YOLO objects
         try:
             models = [YOLO(str(spec.path), task="detect") for _ in range(self.replicas)]
         except Exception as exc:  # a corrupt or foreign .pt file: tell the user which one

@@ -12,6 +12,7 @@ import html
 import ipywidgets as widgets
 
 from .client import Client
+from .config import get_settings
 from .drawing import draw_detections
 from .errors import YoloServiceError
 from .images import encode_image, load_image
@@ -42,7 +43,9 @@ class PredictDemo(widgets.VBox):
         self.model = widgets.Dropdown(
             options=models, value="shapes" if "shapes" in models else models[0], description="Model"
         )
-        self.confidence = widgets.FloatSlider(value=0.25, min=0.0, max=1.0, step=0.05, description="Confidence")
+        self.confidence = widgets.FloatSlider(
+            value=get_settings().confidence, min=0.0, max=1.0, step=0.05, description="Confidence"
+        )
         self.button = widgets.Button(description="Predict", button_style="primary", icon="search")
         self.status = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="640px"))

@@ -8,6 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+import yolo_service
 from tests.helpers import assert_finds
 from tests.unit.test_images import png_declaring
 from yolo_service import Settings, color_for, encode_base64, encode_image, load_image, sample_scene
@@ -39,7 +40,7 @@ def scene():
 
 def test_text_routes(client):
     assert client.get("/").json() == TITLE
-    assert client.get("/version").json() == "0.1.0"
+    assert client.get("/version").json() == yolo_service.__version__
     assert "POST /predict" in client.get("/describe").json()
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").json() == {"status": "ready", "default_model": "shapes"}

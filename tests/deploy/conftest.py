@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,36 @@ def build_standin(path: Path) -> Path:
     return path
 
 
+def export_like_the_builder(weights: Path) -> Path:
+    """Run the backend Dockerfile's builder export step (its exact command and ENV) on ``weights``."""
+    from tests.deploy.dockerfiles import Dockerfile
+    from tests.helpers import ROOT
+
+    dockerfile = Dockerfile(ROOT / "backend" / "Dockerfile")
+    (command,) = [i.args for i in dockerfile.stages["builder"].instructions if i.args.startswith("yolo-service export")]
+    command = command.replace("${MODEL}", dockerfile.args("builder")["MODEL"])
+    env = {**os.environ, **dockerfile.env("builder"), "YOLO_SERVICE_WEIGHTS_DIR": str(weights)}
+    with tempfile.TemporaryDirectory() as scratch:
+        env["YOLO_CONFIG_DIR"] = scratch
+        env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+        subprocess.run(["sh", "-c", command], cwd=scratch, env=env, check=True, capture_output=True, timeout=300)
+    return weights / "yolo26n.onnx"
+
+
 @pytest.fixture(scope="session")
 def coco_standin(tmp_path_factory) -> Path:
     """A weights directory holding only the stand-in ``yolo26n.pt`` (do not write into it)."""
     weights = tmp_path_factory.mktemp("coco-weights")
     build_standin(weights / "yolo26n.pt")
     return weights
+
+
+@pytest.fixture(scope="session")
+def coco_standin_exported(coco_standin, tmp_path_factory) -> Path:
+    """A weights directory as the runtime image has it: only the builder's exported ``yolo26n.onnx``."""
+    build = tmp_path_factory.mktemp("builder-weights")
+    shutil.copy2(coco_standin / "yolo26n.pt", build / "yolo26n.pt")
+    exported = export_like_the_builder(build)
+    runtime = tmp_path_factory.mktemp("runtime-weights")
+    shutil.copy2(exported, runtime / exported.name)  # COPY --from=builder …/*.onnx
+    return runtime

@@ -32,7 +32,7 @@ NO_NETWORK = ["unshare", "--user", "--map-root-user", "--net"]
 def test_yolo26n_becomes_the_default_when_its_file_is_there_even_offline(coco_standin, tmp_path):
     with_file = ModelRegistry(Settings(weights_dir=coco_standin, offline=True, default_model=None))
     assert with_file.default_model() == "yolo26n"
-    assert with_file.catalog.info("yolo26n").available_offline
+    assert with_file.catalog.available("yolo26n")
     without = ModelRegistry(Settings(weights_dir=tmp_path, offline=True, default_model=None))
     assert without.default_model() == "shapes"  # and without it, the bundled model
 

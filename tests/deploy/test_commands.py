@@ -117,10 +117,12 @@ def test_server_limits_fit_cloud_run():
     assert settings.shutdown_timeout < timeout
 
 
-def test_backend_is_sized_for_the_measured_memory():
-    f = flags(deploy.deploy_backend_command(CONFIG))
-    memory_gib = int(f["memory"].removesuffix("Gi"))
-    assert memory_gib >= 2 and int(f["cpu"]) >= 2  # measured peak RSS about 0.9 GB (see deploy.py)
+@pytest.mark.parametrize("target", ["runtime", "torch"])
+def test_backend_is_sized_for_the_measured_memory(target):
+    f = flags(deploy.deploy_backend_command(DeployConfig(project="p", backend_target=target)))
+    memory_mb = int(f["memory"].removesuffix("Gi")) * 1024**3 / 1e6
+    assert memory_mb >= 1.3 * deploy.MEASURED_PEAK_RSS_MB[target]  # scripts/measure_backend_memory.py
+    assert int(f["cpu"]) == 2  # Cloud Run: 2 CPUs allow up to 8 GiB, and need no more than 512 MiB
 
 
 def test_frontend_deploy_fits_streamlit_behind_cloud_run():

@@ -194,22 +194,27 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def test_dockerignore_sends_exactly_what_the_dockerfiles_copy():
-    patterns = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and line[0] != "#"
-    ]
+def ignore_patterns(dockerfile: Dockerfile) -> list[str]:
+    """The patterns BuildKit applies to ``dockerfile``'s context: ``<Dockerfile>.dockerignore``, else the root's."""
+    own = dockerfile.path.with_name(dockerfile.path.name + ".dockerignore")
+    text = (own if own.is_file() else ROOT / ".dockerignore").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("dockerfile", [BACKEND, FRONTEND], ids=target_id)
+def test_dockerignore_sends_exactly_what_the_dockerfile_copies(dockerfile):
+    patterns = ignore_patterns(dockerfile)
     sources = {
         src
-        for dockerfile in (BACKEND, FRONTEND)
         for stage in dockerfile.stages.values()
         for ins in stage.instructions
         if ins.keyword == "COPY" and "from" not in copy_sources(ins)[1]
         for src in copy_sources(ins)[0]
     }
-    assert sources >= {"yolo_service", "README.md", "pyproject.toml", "frontend", "requirements/backend.txt"}
+    assert {"yolo_service", "README.md", "pyproject.toml"} <= sources
     for src in sources:
         assert not _ignored(src.rstrip("/"), patterns), f"{src} is COPY'd but .dockerignore leaves it out"
-    for path in ("yolo_service/models.py", "yolo_service/weights/shapes.pt", "frontend/app.py"):
+    for path in ("yolo_service/models.py", "pyproject.toml", "requirements/runtime.txt", "frontend/app.py"):
         assert not _ignored(path, patterns), path
     for path in (
         ".git",
@@ -224,6 +229,9 @@ def test_dockerignore_sends_exactly_what_the_dockerfiles_copy():
         "test-artifacts/x.png",
     ):
         assert _ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+    # The bundled model ships in the backend's package; the frontend image carries no weights at all.
+    assert _ignored("yolo_service/weights/shapes.pt", patterns) == (dockerfile is FRONTEND)
+    assert _ignored("yolo_service/weights/shapes.onnx", patterns) == (dockerfile is FRONTEND)
 
 
 def test_deploy_ports_match_the_images():

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
+import yolo_service
 from tests.helpers import Server, assert_finds, executable, free_port
 from yolo_service import (
     BackendUnreachable,
@@ -52,7 +53,7 @@ def scene(i: int) -> tuple[Image.Image, list[Shape]]:
 def test_health_root_and_port(backend):
     assert httpx.get(backend.url + "/health").json() == {"status": "ok"}
     assert httpx.get(backend.url + "/").json().startswith("yolo-service")
-    assert httpx.get(backend.url + "/version").json() == "0.1.0"
+    assert httpx.get(backend.url + "/version").json() == yolo_service.__version__
     assert "POST /predict" in httpx.get(backend.url + "/describe").json()
     assert "swagger" in httpx.get(backend.url + "/docs").text.lower()
     assert httpx.get(backend.url + "/ready").json()["default_model"] == "shapes"

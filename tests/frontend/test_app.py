@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import yolo_service
 from tests.helpers import ROOT, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -32,7 +37,7 @@ def test_is_alive_with_a_running_backend(backend):
     at = app(backend.url)
     at.button(key="is_alive").click().run()
     assert not at.exception and not at.error
-    assert at.success[0].value == "Backend is alive: yolo-service 0.1.0"
+    assert at.success[0].value == f"Backend is alive: yolo-service {yolo_service.__version__}"
     assert "shapes" in at.sidebar.caption[0].value
     assert "shapes" in at.selectbox(key="model").options
 
@@ -93,3 +98,116 @@ def test_errors_are_messages(backend):
     dead.radio(key="source").set_value("Try a sample").run()
     dead.button(key="predict").click().run()
     assert not dead.exception and "is not reachable" in dead.error[0].value
+
+
+class FaultyBackend:
+    """A real HTTP server on a loopback port that answers every request in one faulty way.
+
+    It stands where the backend should be, so the UI's whole path runs: the client's
+    request, its timeout, the status and the body it gets back.
+    """
+
+    def __init__(self, status: int = 200, body: bytes = b"", content_type: str = "application/json", delay: float = 0):
+        fault = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(fault.delay)
+                try:
+                    self.send_response(fault.status)
+                    self.send_header("Content-Type", fault.content_type)
+                    self.send_header("Content-Length", str(len(fault.body)))
+                    self.end_headers()
+                    self.wfile.write(fault.body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up first (the timeout case)
+                    pass
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+        self.status, self.body, self.content_type, self.delay = status, body, content_type, delay
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FaultyBackend:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def short_ui_timeout(monkeypatch):
+    """The UI waits 1 s for the backend (YOLO_SERVICE_UI_TIMEOUT), for this test only."""
+    from yolo_service.config import get_settings
+
+    monkeypatch.setenv("YOLO_SERVICE_UI_TIMEOUT", "1")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def predict_a_sample(url: str) -> AppTest:
+    at = app(url)
+    at.radio(key="source").set_value("Try a sample").run()
+    return at.button(key="predict").click().run()
+
+
+def no_traceback(at: AppTest) -> None:
+    assert not at.exception
+    shown = [element.value for element in (*at.error, *at.warning, *at.markdown)]
+    assert not [text for text in shown if "Traceback" in str(text)]
+
+
+FAULTS = {
+    "5xx with an HTML page": (
+        dict(status=502, body=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
+        "The backend failed to answer: 502 Bad Gateway: <html><body>502 Bad Gateway",
+    ),
+    "500 with JSON": (
+        dict(status=500, body=b'{"detail": "boom", "error": "YoloServiceError"}'),
+        "The backend failed to answer: boom",
+    ),
+    "200 with cut-off JSON": (
+        dict(status=200, body=b'{"model": "shapes", "detections": ['),
+        "answered 200 with a body that is not JSON",
+    ),
+    "200 with an HTML page": (
+        dict(status=200, body=b"<!doctype html><title>Streamlit</title>", content_type="text/html"),
+        "is this the URL of a yolo-service backend?",
+    ),
+    "200 with JSON that is not a prediction": (
+        dict(status=200, body=b'{"unexpected": true}'),
+        "answered JSON that is not a PredictResponse",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_faulty_backend_gives_a_message_not_a_traceback(fault):
+    options, message = FAULTS[fault]
+    with FaultyBackend(**options) as backend:
+        at = predict_a_sample(backend.url)
+        no_traceback(at)
+        assert message in at.error[0].value, at.error[0].value
+        assert "result" not in at.session_state
+        at.button(key="is_alive").click().run()  # the sidebar's check: a message too
+        no_traceback(at)
+        if "PredictResponse" not in message:  # /health and /version have no model to check the JSON against
+            assert message in at.sidebar.error[0].value, at.sidebar.error[0].value
+
+
+def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
+    with FaultyBackend(body=b"[]", delay=3) as backend:
+        started = time.monotonic()
+        at = predict_a_sample(backend.url)
+        no_traceback(at)
+        assert f"Backend at {backend.url} did not answer within 1 s" in at.error[0].value
+        assert "Try again in a moment" in at.error[0].value
+        assert "Cannot list the backend's models" in at.warning[0].value
+        assert time.monotonic() - started < 30  # each call gave up after 1 s, not after the 3 s answer

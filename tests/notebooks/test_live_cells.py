@@ -15,9 +15,12 @@ import json
 import os
 import stat
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from nbclient import NotebookClient
 
@@ -66,7 +69,9 @@ def fake_tools(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def deployed_backend():
     """A local backend standing in for the Cloud Run service the fake gcloud 'deployed'."""
-    with LocalServer(["yolo-service", "serve", "--host", "127.0.0.1"]) as server:
+    with LocalServer(
+        ["yolo-service", "serve", "--host", "127.0.0.1"], env={"YOLO_SERVICE_ENGINE": "openvino"}
+    ) as server:
         yield server
 
 
@@ -75,17 +80,42 @@ def recorded(record: Path) -> list[list[str]]:
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
 
+def processes_with(variable: str, value: str, wait: float = 15.0) -> list[str]:
+    """Command lines of processes (not this one) whose environment has ``variable=value``, after up to ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if proc.pid != os.getpid() and proc.environ().get(variable) == value:
+                    found.append(" ".join(proc.info["cmdline"] or []))
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
 def run_notebook(name: str, workdir: Path, *, live: bool) -> nbformat.NotebookNode:
-    """Execute a copy of ``notebooks/NAME.ipynb`` (its switch set to ``live``) in ``workdir``; fail on any error."""
+    """Execute a copy of ``notebooks/NAME.ipynb`` (its switch set to ``live``) in ``workdir``; fail on any error.
+
+    The kernel, and every process it starts, inherits a marker variable: none may outlive the run.
+    """
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     switches = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip() == LIVE_OFF]
     assert len(switches) == 1, f"{name}: exactly one visible switch cell `{LIVE_OFF}`"
     if live:
         switches[0].source = LIVE_OFF.replace("False", "True", 1)
     workdir.mkdir()
-    NotebookClient(
-        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
-    ).execute()
+    marker = uuid.uuid4().hex
+    os.environ["NB_LIVE_CELLS_RUN"] = marker  # inherited by the kernel and its servers only
+    try:
+        NotebookClient(
+            notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+        ).execute()
+    finally:
+        del os.environ["NB_LIVE_CELLS_RUN"]
+    assert processes_with("NB_LIVE_CELLS_RUN", marker) == [], f"{name} left processes running"
     assert list(workdir.iterdir()) == [], f"{name} left files in its working directory"
     return notebook
 

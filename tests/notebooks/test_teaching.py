@@ -24,8 +24,8 @@ def test_source_of_a_nested_route_is_the_file_s_own_lines():
 
 
 def test_source_of_a_method_and_of_an_object():
-    by_name = source_of("yolo_service/api.py", "Service.admit")
-    by_object = source_of(api.Service.admit)
+    by_name = source_of("yolo_service/api.py", "Service.load_default")
+    by_object = source_of(api.Service.load_default)
     assert by_name.text == by_object.text and by_name.first == by_object.first
     assert by_object.path == "yolo_service/api.py"
 

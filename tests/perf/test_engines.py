@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,38 @@ def test_cpu_budget_runs_alone_on_all_threads_and_queued_requests_on_one_each():
         t.join()
     assert peak[0] <= 2  # never more threads than CPUs
     assert budget.runs["throughput"] >= 4  # queued requests ran side by side, one thread each
+
+
+@pytest.mark.slow
+def test_end_to_end_head_decodes_like_ultralytics(tmp_path, monkeypatch):
+    """A YOLO26 stand-in (random weights) exported NMS-free: [1, 300, 6] boxes, the same as Ultralytics reads them."""
+    from ultralytics import YOLO
+
+    from yolo_service import sample_scene
+
+    monkeypatch.chdir(tmp_path)  # Ultralytics writes the export into the working directory
+    Path(YOLO("yolo26n.yaml").export(format="onnx", imgsz=320, simplify=False, nms=False)).rename("stand26.onnx")
+    registry = ModelRegistry(Settings(engine="onnxruntime", weights_dir=tmp_path, offline=True))
+    assert registry.get("stand26").end_to_end is True
+    image = sample_scene()[0]
+    ours = registry.predict_image(image, "stand26", confidence=0.0).detections[:20]
+    theirs = YOLO(str(tmp_path / "stand26.onnx"), task="detect").predict(image, conf=0.0, imgsz=320, verbose=False)[0]
+    boxes = list(zip(theirs.boxes.xyxy.tolist(), theirs.boxes.cls.tolist(), strict=True))
+    assert len(ours) == 20
+    for d in ours:
+        best = max((box_iou(d.box, tuple(b)) for b, c in boxes if int(c) == d.class_id), default=0.0)
+        assert best >= 0.95, d
+
+
+def test_bundled_onnx_metadata_names_the_classes_and_no_machine_paths():
+    import onnxruntime as ort
+
+    from yolo_service.models import BUNDLED_DIR
+
+    session = ort.InferenceSession(str(BUNDLED_DIR / "shapes.onnx"), providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert metadata["names"] == "{0: 'circle', 1: 'square', 2: 'triangle'}" and metadata["imgsz"] == "[320, 320]"
+    assert "date" not in metadata
+    for value in metadata.values():
+        assert not any(root in value for root in ("/tmp", "/work", "/home", "/root", "/Users")), value
+    assert [tuple(i.shape) for i in session.get_inputs()] == [(1, 3, 320, 320)]

@@ -29,7 +29,7 @@ WORKSHOP = sorted(ROOT.glob("workshop/*.md"))
 DOCS = sorted([ROOT / "README.md", *WORKSHOP])
 NOTEBOOKS = sorted(ROOT.glob("notebooks/*.ipynb"))
 # Files that commands create, or that live outside the repository, named in the text on purpose.
-NOT_IN_REPOSITORY = {"student", "site", ".venv", *PHOTOS, "square_and_circle.png"}
+NOT_IN_REPOSITORY = {"student", "site", ".venv", *PHOTOS, "square_and_circle.png", "bench.json", "bench.png"}
 
 
 def markdown_of(path):

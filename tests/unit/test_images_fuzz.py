@@ -1,4 +1,4 @@
-"""Property tests of the decoder: whatever bytes arrive, ``load_image`` gives an RGB image or a library error.
+"""Property tests of the decoder: whatever bytes arrive, decoding gives an RGB image or a library error.
 
 The inputs are random bytes, random bytes behind a real file signature, and valid
 JPEG/PNG/WebP/TIFF/BMP/GIF files (generated here with PIL) cut, with bytes flipped,
@@ -23,14 +23,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from yolo_service import ImageTooLarge, InvalidImage, Settings, load_image, sample_scene
+from yolo_service.images import load_reduced
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about corrupt EXIF/TIFF tags
 
-# "suite": bounded and reproducible. "long": the dedicated run, 7,000 inputs per test (21,000 in all).
+# "suite": bounded and reproducible. "long": the dedicated run, 10,000 inputs per test (30,000 in all).
 settings.register_profile(
     "suite", max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.register_profile("long", max_examples=7000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 # Small limits keep a mutated header that declares a huge image fast to refuse.
@@ -72,13 +73,18 @@ BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFF
 
 
 def assert_rgb_or_library_error(data: bytes) -> None:
-    """The property: an RGB image with pixels, or InvalidImage / ImageTooLarge; nothing else."""
-    try:
-        image = load_image(data, settings=LIMITS)
-    except (InvalidImage, ImageTooLarge):  # UnsupportedImageFormat is an InvalidImage
-        return
-    assert image.mode == "RGB"
-    assert image.width > 0 and image.height > 0
+    """The property: an RGB image with pixels, or InvalidImage / ImageTooLarge; nothing else.
+
+    Both ways the library decodes: at full size (``load_image``) and reduced for a model's
+    input size (``load_reduced``, JPEG draft mode: what the API and ``predict`` use).
+    """
+    for decode in (lambda: load_image(data, settings=LIMITS), lambda: load_reduced(data, 16, settings=LIMITS)[0]):
+        try:
+            image = decode()
+        except (InvalidImage, ImageTooLarge):  # UnsupportedImageFormat is an InvalidImage
+            continue
+        assert image.mode == "RGB"
+        assert image.width > 0 and image.height > 0
 
 
 @st.composite
