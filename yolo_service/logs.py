@@ -41,7 +41,7 @@ class DroppingQueueHandler(logging.Handler):
     def __init__(self, targets: list[logging.Handler], capacity: int = CAPACITY) -> None:
         super().__init__()
         self.targets = targets
-        self.queue: queue.Queue[logging.LogRecord] = queue.Queue(capacity)
+        self.queue: queue.Queue[logging.LogRecord | None] = queue.Queue(capacity)
         self.dropped = 0
         self._writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
         self._writer.start()
@@ -137,7 +137,7 @@ def uninstall(timeout: float = 1.0) -> None:
             for target in handler.targets:
                 logger.addHandler(target)
             with contextlib.suppress(queue.Full):  # a writer stuck on a full pipe stays stuck, harmlessly
-                handler.queue.put_nowait(None)  # type: ignore[arg-type]
+                handler.queue.put_nowait(None)
             _handlers.remove(handler)
 
 
