@@ -28,7 +28,7 @@ import http
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -121,7 +121,9 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def error_response(error: YoloServiceError, settings: Settings, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    error: YoloServiceError, settings: Settings, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """The one rendering of every error: ``{"detail", "error"}`` (+ ``fields``), with its status and headers."""
     headers = dict(headers or {})
     # Every 503 says when to retry: the error's own delay, else the configured one.
@@ -235,7 +237,9 @@ def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int,
 
     if max(image.size) > max_side:
         scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
     sx, sy = image.width / original[0], image.height / original[1]
     if (sx, sy) != (1.0, 1.0):
         detections = [
@@ -253,7 +257,8 @@ def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int,
 
 def get_service(request: Request) -> Service:
     """The app's :class:`Service` (a dependency, so tests can override it)."""
-    return request.app.state.service
+    service: Service = request.app.state.service
+    return service
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
@@ -396,6 +401,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             service.ready.set()
         yield
+        logs.uninstall()  # no more requests: the last lines are written directly, none lost at exit
 
     app = FastAPI(title=TITLE, description=DESCRIPTION, version=__version__, lifespan=lifespan)
     app.state.service = service

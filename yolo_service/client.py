@@ -113,15 +113,16 @@ class Client:
 
     def root(self) -> str:
         """The service's title (``GET /``)."""
-        return self._request("GET", "/")
+        return str(self._request("GET", "/"))
 
     def version(self) -> str:
         """The service's version (``GET /version``)."""
-        return self._request("GET", "/version")
+        return str(self._request("GET", "/version"))
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok"}`` when the backend is alive; raises otherwise."""
-        return self._request("GET", "/health")
+        answer: dict[str, str] = self._request("GET", "/health")
+        return answer
 
     def ready(self) -> bool:
         """True once the backend's default model is loaded."""
@@ -135,7 +136,8 @@ class Client:
 
     def models(self) -> list[str]:
         """The names of the models the backend serves."""
-        return self._request("GET", "/models")
+        names: list[str] = self._request("GET", "/models")
+        return names
 
     def model_info(self, name: str) -> ModelInfo:
         """Details of one model: classes, source, loaded, available offline."""
@@ -172,7 +174,7 @@ class Client:
                 form["classes"] = ",".join(classes)
             body = self._request("POST", "/predict/file", data=form, files={"image": (filename, io.BytesIO(data))})
         else:
-            payload = {k: v for k, v in options.items() if v is not None}
+            payload: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
             payload.update(image=encode_base64(data), classes=classes)
             body = self._request("POST", "/predict", json=payload)
         return self._parse(PredictResponse, body)

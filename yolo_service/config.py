@@ -31,8 +31,8 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     quota = None
     try:
         if (cgroup_root / "cpu.max").is_file():  # cgroup v2: "max 100000" or "200000 100000"
-            limit, period = (cgroup_root / "cpu.max").read_text().split()[:2]
-            quota = None if limit == "max" else int(limit) / int(period)
+            max_text, period_text = (cgroup_root / "cpu.max").read_text().split()[:2]
+            quota = None if max_text == "max" else int(max_text) / int(period_text)
         elif (cgroup_root / "cpu" / "cpu.cfs_quota_us").is_file():  # cgroup v1
             limit = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
             period = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
@@ -99,7 +99,8 @@ class Settings(BaseSettings):
         """Accept ``PNG,JPEG`` from the environment; store upper-case names."""
         if isinstance(value, str):
             value = [part for part in value.split(",") if part.strip()]
-        return frozenset(str(part).strip().upper() for part in value)  # type: ignore[union-attr]
+        parts = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        return frozenset(str(part).strip().upper() for part in parts)
 
     @field_validator("log_level")
     @classmethod

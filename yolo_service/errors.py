@@ -25,6 +25,8 @@ again from the response, so callers catch the same types in-process and remotely
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendUnreachable",
     "ImageTooLarge",
@@ -83,7 +85,9 @@ class InvalidRequest(YoloServiceError):
 
     status_code = 422
 
-    def __init__(self, message: str, *, fields: list[dict] | None = None, retry_after: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, fields: list[dict[str, Any]] | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.fields = fields
 

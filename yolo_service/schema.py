@@ -8,7 +8,7 @@ extra on output. No torch here: the frontend and the client import it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,7 +53,7 @@ class ImageInfo(BaseModel):
     height: int
 
 
-def _example(schema: dict) -> None:
+def _example(schema: dict[str, Any]) -> None:
     """A small generated scene as the /docs example, so "Try it out" returns real boxes."""
     import base64
     import io
