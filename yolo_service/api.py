@@ -401,6 +401,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             service.ready.set()
         yield
+        logs.uninstall()  # no more requests: the last lines are written directly, none lost at exit
 
     app = FastAPI(title=TITLE, description=DESCRIPTION, version=__version__, lifespan=lifespan)
     app.state.service = service

@@ -303,7 +303,12 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
     image, _ = sample_scene()
     jpeg = jpeg_bytes(image)
     figures: dict[str, Any] = {
-        "machine": {"cpus": cpus, "python": platform.python_version(), "processor": platform.processor()},
+        "machine": {
+            "cpus": cpus,
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],  # others' load inflates wall times
+        },
         "quick": quick,
         "image": {"size": list(image.size), "jpeg_bytes": len(jpeg)},
     }
@@ -397,6 +402,7 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
         bar.close()
         shutil.rmtree(weights, ignore_errors=True)
 
+    figures["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     figures["targets"] = _targets(figures)
     (out / "bench.json").write_text(json.dumps(figures, indent=2))
     _plot(figures, out / "bench.png")
@@ -450,6 +456,11 @@ def _targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _print_summary(figures: dict[str, Any]) -> None:
+    machine = figures["machine"]
+    print(
+        f"\n{machine['cpus']} usable CPUs; load average {machine['load_average_at_start'][0]} at the start, "
+        f"{machine['load_average_at_end'][0]} at the end (above {machine['cpus']}, other processes inflate wall times)"
+    )
     print(f"\nin-process predict_image on a {figures['image']['size'][0]}x{figures['image']['size'][1]} image (ms):")
     print(f"{'engine':<13}{'imgsz':>6}{'threads':>8}{'p50':>9}{'p95':>9}{'CPU/call':>10}")
     for r in figures["inprocess"]:

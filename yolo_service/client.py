@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 from PIL import Image
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .config import get_settings
 from .errors import BackendUnreachable, YoloServiceError, error_class
@@ -25,7 +25,7 @@ from .schema import ModelInfo, PredictResponse
 __all__ = ["Client"]
 
 ImageSource = str | Path | bytes | Image.Image
-_Answer = TypeVar("_Answer")
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
@@ -101,27 +101,28 @@ class Client:
         retry = response.headers.get("retry-after")
         raise cls(detail, retry_after=int(retry) if retry and retry.isdigit() else None)
 
-    def _parse(self, kind: type[_Answer], body: Any) -> _Answer:
-        """``body`` as ``kind``; JSON that is not what the API promises is a typed error, not a crash."""
+    def _parse(self, model: type[_Answer], body: Any) -> _Answer:
+        """``body`` as ``model``; JSON that is not what the API promises is a typed error, not a crash."""
         try:
-            return TypeAdapter(kind).validate_python(body)
+            return model.model_validate(body)
         except ValidationError as exc:
             raise YoloServiceError(
-                f"{self.url} answered JSON that is not a {getattr(kind, '__name__', kind)} "
-                f"({exc.error_count()} problems): is this the URL of a yolo-service backend?"
+                f"{self.url} answered JSON that is not a {model.__name__} ({exc.error_count()} problems): "
+                "is this the URL of a yolo-service backend?"
             ) from exc
 
     def root(self) -> str:
         """The service's title (``GET /``)."""
-        return self._parse(str, self._request("GET", "/"))
+        return str(self._request("GET", "/"))
 
     def version(self) -> str:
         """The service's version (``GET /version``)."""
-        return self._parse(str, self._request("GET", "/version"))
+        return str(self._request("GET", "/version"))
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok"}`` when the backend is alive; raises otherwise."""
-        return self._parse(dict[str, str], self._request("GET", "/health"))
+        answer: dict[str, str] = self._request("GET", "/health")
+        return answer
 
     def ready(self) -> bool:
         """True once the backend's default model is loaded."""
@@ -135,7 +136,8 @@ class Client:
 
     def models(self) -> list[str]:
         """The names of the models the backend serves."""
-        return self._parse(list[str], self._request("GET", "/models"))
+        names: list[str] = self._request("GET", "/models")
+        return names
 
     def model_info(self, name: str) -> ModelInfo:
         """Details of one model: classes, source, loaded, available offline."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,15 +28,15 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     large host, ``docker run --cpus``) that oversubscribes threads.
     """
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota: float | None = None
+    quota = None
     try:
         if (cgroup_root / "cpu.max").is_file():  # cgroup v2: "max 100000" or "200000 100000"
-            limit, period = (cgroup_root / "cpu.max").read_text().split()[:2]
-            quota = None if limit == "max" else int(limit) / int(period)
+            max_text, period_text = (cgroup_root / "cpu.max").read_text().split()[:2]
+            quota = None if max_text == "max" else int(max_text) / int(period_text)
         elif (cgroup_root / "cpu" / "cpu.cfs_quota_us").is_file():  # cgroup v1
-            quota_us = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
-            period_us = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
-            quota = None if quota_us <= 0 else quota_us / period_us
+            limit = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+            quota = None if limit <= 0 else limit / period
     except (OSError, ValueError):
         quota = None
     if quota is not None:
@@ -96,10 +95,12 @@ class Settings(BaseSettings):
 
     @field_validator("allowed_formats", mode="before")
     @classmethod
-    def _split_formats(cls, value: str | Iterable[object]) -> frozenset[str]:
+    def _split_formats(cls, value: object) -> object:
         """Accept ``PNG,JPEG`` from the environment; store upper-case names."""
-        parts = value.split(",") if isinstance(value, str) else value
-        return frozenset(str(part).strip().upper() for part in parts if str(part).strip())
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        parts = value if isinstance(value, list | tuple | set | frozenset) else [value]
+        return frozenset(str(part).strip().upper() for part in parts)
 
     @field_validator("log_level")
     @classmethod

@@ -17,13 +17,14 @@ Standard library only.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import queue
 import sys
 import threading
 import time
 
-__all__ = ["DroppingQueueHandler", "dropped", "flush", "install"]
+__all__ = ["DroppingQueueHandler", "dropped", "flush", "install", "uninstall"]
 
 #: Loggers whose handlers write from the event loop under uvicorn and ``yolo-service serve``.
 LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
@@ -31,6 +32,7 @@ CAPACITY = 2048
 
 _lock = threading.Lock()
 _handlers: list[DroppingQueueHandler] = []
+_installed: list[tuple[logging.Logger, DroppingQueueHandler]] = []
 
 
 class DroppingQueueHandler(logging.Handler):
@@ -39,7 +41,7 @@ class DroppingQueueHandler(logging.Handler):
     def __init__(self, targets: list[logging.Handler], capacity: int = CAPACITY) -> None:
         super().__init__()
         self.targets = targets
-        self.queue: queue.Queue[logging.LogRecord] = queue.Queue(capacity)
+        self.queue: queue.Queue[logging.LogRecord | None] = queue.Queue(capacity)
         self.dropped = 0
         self._writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
         self._writer.start()
@@ -58,6 +60,8 @@ class DroppingQueueHandler(logging.Handler):
     def _write(self) -> None:
         while True:
             record = self.queue.get()
+            if record is None:  # uninstall(): this writer is done
+                return
             try:
                 for target in self.targets:
                     if record.levelno >= target.level:
@@ -105,6 +109,7 @@ def install(names: tuple[str, ...] = LOGGERS, capacity: int = CAPACITY) -> None:
             if not _handlers:
                 atexit.register(flush)
             _handlers.append(handler)
+            _installed.append((logger, handler))
         logging.captureWarnings(True)  # warnings.showwarning writes to stderr directly; route it through logging
 
 
@@ -113,6 +118,27 @@ def flush(timeout: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     for handler in list(_handlers):
         handler.drain(max(0.0, deadline - time.monotonic()))
+
+
+def uninstall(timeout: float = 1.0) -> None:
+    """Write what is queued (up to ``timeout`` s), then give the loggers their own handlers back.
+
+    Called when the app shuts down: the last lines (uvicorn's "Application shutdown complete.")
+    are then written directly, before uvicorn ends the process with a signal that skips atexit.
+    A logger whose writer is stuck (its reader gone) keeps its queue: shutdown must not block.
+    """
+    with _lock:
+        deadline = time.monotonic() + timeout
+        for logger, handler in list(_installed):
+            if not handler.drain(max(0.0, deadline - time.monotonic())):
+                continue  # the reader is stuck: a direct write would block the shutdown; keep dropping instead
+            _installed.remove((logger, handler))
+            logger.removeHandler(handler)
+            for target in handler.targets:
+                logger.addHandler(target)
+            with contextlib.suppress(queue.Full):  # a writer stuck on a full pipe stays stuck, harmlessly
+                handler.queue.put_nowait(None)
+            _handlers.remove(handler)
 
 
 def dropped() -> int:

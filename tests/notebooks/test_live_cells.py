@@ -15,16 +15,13 @@ import json
 import os
 import stat
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
-from nbclient import NotebookClient
 
 from tests.helpers import ROOT
+from tests.notebooks.runner import errors, left_running, run_notebook, run_tag, tagged_processes
 from yolo_service import deploy
 from yolo_service.processes import LocalServer
 
@@ -80,44 +77,27 @@ def recorded(record: Path) -> list[list[str]]:
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
 
-def processes_with(variable: str, value: str, wait: float = 15.0) -> list[str]:
-    """Command lines of processes (not this one) whose environment has ``variable=value``, after up to ``wait`` s."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if proc.pid != os.getpid() and proc.environ().get(variable) == value:
-                    found.append(" ".join(proc.info["cmdline"] or []))
-            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+def run_live_switch(name: str, tmp_path: Path, *, live: bool) -> nbformat.NotebookNode:
+    """Run a copy of ``notebooks/NAME.ipynb`` with its switch set to ``live``; fail on any error or leftover.
 
-
-def run_notebook(name: str, workdir: Path, *, live: bool) -> nbformat.NotebookNode:
-    """Execute a copy of ``notebooks/NAME.ipynb`` (its switch set to ``live``) in ``workdir``; fail on any error.
-
-    The kernel, and every process it starts, inherits a marker variable: none may outlive the run.
+    The copy runs in an empty working directory with the notebook tests' runner: no cell may fail, the
+    notebook must stop every process it started, and none may outlive the kernel or leave a file behind.
     """
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     switches = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip() == LIVE_OFF]
     assert len(switches) == 1, f"{name}: exactly one visible switch cell `{LIVE_OFF}`"
     if live:
         switches[0].source = LIVE_OFF.replace("False", "True", 1)
+    copy, workdir = tmp_path / f"{name}.ipynb", tmp_path / "work"
+    nbformat.write(notebook, copy)
     workdir.mkdir()
-    marker = uuid.uuid4().hex
-    os.environ["NB_LIVE_CELLS_RUN"] = marker  # inherited by the kernel and its servers only
-    try:
-        NotebookClient(
-            notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
-        ).execute()
-    finally:
-        del os.environ["NB_LIVE_CELLS_RUN"]
-    assert processes_with("NB_LIVE_CELLS_RUN", marker) == [], f"{name} left processes running"
+    tag = run_tag()
+    executed = run_notebook(copy, workdir, timeout=240)
+    assert errors(executed) == [], errors(executed)
+    assert left_running(executed) == [], f"{name} did not stop the processes it started"
+    assert tagged_processes(tag) == [], f"{name} left processes running"
     assert list(workdir.iterdir()) == [], f"{name} left files in its working directory"
-    return notebook
+    return executed
 
 
 def printed(notebook: nbformat.NotebookNode) -> str:
@@ -152,7 +132,7 @@ def cloud_run_commands(config: deploy.DeployConfig, backend_url: str) -> list[li
 
 
 def test_compose_notebook_live_runs_exactly_the_documented_docker_commands(fake_tools, tmp_path):
-    run_notebook("05_compose", tmp_path / "work", live=True)
+    run_live_switch("05_compose", tmp_path, live=True)
     assert recorded(fake_tools) == compose_commands()
 
 
@@ -160,7 +140,7 @@ def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_ga
     fake_tools, tmp_path, monkeypatch, deployed_backend
 ):
     monkeypatch.setenv("FAKE_SERVICE_URL", deployed_backend.url)
-    notebook = run_notebook("06_cloud_run", tmp_path / "work", live=True)
+    notebook = run_live_switch("06_cloud_run", tmp_path, live=True)
     config = deploy.DeployConfig(project=FAKE_PROJECT)
     assert recorded(fake_tools) == cloud_run_commands(config, deployed_backend.url)
     output = printed(notebook)
@@ -169,13 +149,13 @@ def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_ga
 
 
 def test_going_further_notebook_live_cleans_up_everything(fake_tools, tmp_path):
-    run_notebook("07_going_further", tmp_path / "work", live=True)
+    run_live_switch("07_going_further", tmp_path, live=True)
     config = deploy.DeployConfig(project=FAKE_PROJECT)
     assert recorded(fake_tools) == [GET_PROJECT, deploy.compose_down_command(), *deploy.cleanup_commands(config)]
 
 
 @pytest.mark.parametrize("name", ["05_compose", "06_cloud_run", "07_going_further"])
 def test_with_the_switch_off_no_tool_is_ever_called(name, fake_tools, tmp_path):
-    notebook = run_notebook(name, tmp_path / "work", live=False)
+    notebook = run_live_switch(name, tmp_path, live=False)
     assert recorded(fake_tools) == []
     assert "not run" in printed(notebook)
