@@ -106,6 +106,8 @@ def _up(args: argparse.Namespace) -> int:
         wait=False,
         show_output=True,
     )
+    # `kill`/`docker stop` send SIGTERM, not Ctrl-C's SIGINT: treat both alike, so neither leaves orphans.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with api, ui:  # leaving the block stops both (SIGTERM, then kill), whatever happened
         print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
         try:
