@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelUnavailable
+from .models import DetectorBase, ModelSpec
 from .schema import Detection
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .config import Settings
-    from .models import ModelSpec
 
 __all__ = ["ENGINES", "ExportedDetector", "decode_output", "export_onnx", "letterbox", "load_detector", "nms"]
 
@@ -207,7 +207,7 @@ class CpuBudget:
                 self._cond.notify_all()
 
 
-class ExportedDetector:
+class ExportedDetector(DetectorBase):
     """A model's ONNX file on OpenVINO or ONNX Runtime, with the :class:`~yolo_service.models.Detector` interface.
 
     ``predict`` is safe to call from many threads at once.
@@ -315,17 +315,6 @@ class ExportedDetector:
         budget = CpuBudget(settings.threads, latency, throughput_factory)
         return budget, (int(shape[2]), int(shape[3])), metadata
 
-    @property
-    def classes(self) -> list[str]:
-        """Class names in id order."""
-        return [self.names[i] for i in sorted(self.names)]
-
-    def class_ids(self, classes: list[str] | None) -> list[int] | None:
-        """Ids of the given class names (None: all classes)."""
-        from .models import class_ids
-
-        return class_ids(self.spec.name, self.names, classes)
-
     def predict(
         self,
         image: Image.Image,
@@ -339,9 +328,7 @@ class ExportedDetector:
 
         Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
         """
-        confidence = self.settings.confidence if confidence is None else confidence
-        iou = self.settings.iou if iou is None else iou
-        max_detections = self.settings.max_detections if max_detections is None else max_detections
+        confidence, iou, max_detections = self.thresholds(confidence, iou, max_detections)
         ids = self.class_ids(classes)
         started = time.perf_counter()
         tensor, gain, (left, top) = letterbox(image, self.input_size)

@@ -210,26 +210,52 @@ def _coco_classes() -> list[str] | None:
     return [names[i] for i in sorted(names)]
 
 
-def class_ids(model: str, names: dict[int, str], classes: list[str] | None) -> list[int] | None:
-    """Ids of the class names ``classes`` of ``model`` (None: all classes).
+class DetectorBase:
+    """What every engine's detector shares: class names, class filters, default thresholds.
 
-    Raises:
-        InvalidRequest: a name the model does not have.
+    Subclasses set ``spec``, ``names`` (class id -> name) and ``settings``, and implement ``predict``.
     """
-    if not classes:
-        return None
-    by_name = {name: i for i, name in names.items()}
-    unknown = [c for c in classes if c not in by_name]
-    if unknown:
-        ordered = [names[i] for i in sorted(names)]
-        raise InvalidRequest(
-            f"model {model!r} has no class {', '.join(map(repr, unknown))}; "
-            f"its classes are: {', '.join(ordered[:20])}{' …' if len(ordered) > 20 else ''}"
+
+    spec: ModelSpec
+    names: dict[int, str]
+    settings: Settings
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in id order."""
+        return [self.names[i] for i in sorted(self.names)]
+
+    def class_ids(self, classes: list[str] | None) -> list[int] | None:
+        """Ids of the class names ``classes`` (None: all classes).
+
+        Raises:
+            InvalidRequest: a name the model does not have.
+        """
+        if not classes:
+            return None
+        by_name = {name: i for i, name in self.names.items()}
+        unknown = [c for c in classes if c not in by_name]
+        if unknown:
+            ordered = self.classes
+            raise InvalidRequest(
+                f"model {self.spec.name!r} has no class {', '.join(map(repr, unknown))}; "
+                f"its classes are: {', '.join(ordered[:20])}{' …' if len(ordered) > 20 else ''}"
+            )
+        return [by_name[c] for c in classes]
+
+    def thresholds(
+        self, confidence: float | None, iou: float | None, max_detections: int | None
+    ) -> tuple[float, float, int]:
+        """The request's thresholds, each missing one from :class:`~yolo_service.config.Settings` (one place)."""
+        s = self.settings
+        return (
+            s.confidence if confidence is None else confidence,
+            s.iou if iou is None else iou,
+            s.max_detections if max_detections is None else max_detections,
         )
-    return [by_name[c] for c in classes]
 
 
-class Detector:
+class Detector(DetectorBase):
     """One loaded model. ``predict`` is safe to call from many threads at once.
 
     Ultralytics' predictor keeps per-call state on the model object, so one model
@@ -269,15 +295,6 @@ class Detector:
             self._pool.put(model)
             self.predict(blank)
 
-    @property
-    def classes(self) -> list[str]:
-        """Class names in id order."""
-        return [self.names[i] for i in sorted(self.names)]
-
-    def class_ids(self, classes: list[str] | None) -> list[int] | None:
-        """Ids of the given class names (None: all classes)."""
-        return class_ids(self.spec.name, self.names, classes)
-
     def predict(
         self,
         image: Image.Image,
@@ -293,10 +310,7 @@ class Detector:
         """
         import torch
 
-        defaults = self.settings
-        confidence = defaults.confidence if confidence is None else confidence
-        iou = defaults.iou if iou is None else iou
-        max_detections = defaults.max_detections if max_detections is None else max_detections
+        confidence, iou, max_detections = self.thresholds(confidence, iou, max_detections)
         ids = self.class_ids(classes)
         model = self._pool.get()  # blocks while every copy is busy
         try:
