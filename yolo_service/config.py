@@ -63,7 +63,11 @@ class Settings(BaseSettings):
     preload: bool = Field(True, description="load the default model at start-up")
     shutdown_timeout: float = Field(8.0, ge=0, description="seconds to finish in-flight requests on SIGTERM")
     workers: int | None = Field(
-        None, ge=1, le=64, description="requests decoded, predicted and annotated at once; None: one per replica"
+        None,
+        ge=1,
+        le=64,
+        description="requests decoded, predicted and annotated at once; None: one per replica (PyTorch), "
+        "two per thread (exported engines)",
     )
     api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
     annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
@@ -118,8 +122,16 @@ class Settings(BaseSettings):
 
     @property
     def worker_slots(self) -> int:
-        """How many requests may hold decoded pixels at once: ``workers``, else one per model replica."""
-        return self.workers or self.replicas
+        """How many requests may hold decoded pixels at once: ``workers``, else a default per engine.
+
+        PyTorch: one per model replica. Exported engines: two per thread, so that while every CPU
+        runs an inference, the next images are already decoded and waiting (with one per thread,
+        a CPU idled while the next request was read and decoded: 17 instead of 19 requests/s at
+        4 clients on 2 CPUs).
+        """
+        if self.workers:
+            return self.workers
+        return self.replicas if self.engine == "ultralytics" else 2 * self.threads
 
     @property
     def max_body_bytes(self) -> int:

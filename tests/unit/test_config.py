@@ -71,3 +71,11 @@ def test_the_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`YOLO_SERVICE_{name.upper()}`" not in readme]
     assert missing == []
+
+
+def test_worker_slots_default_per_engine():
+    """PyTorch: one slot per model copy; exported engines: two per thread, the next image decoded while one runs."""
+    assert Settings(threads=2, replicas=2).worker_slots == 2
+    assert Settings(engine="openvino", threads=2, replicas=2).worker_slots == 4
+    assert Settings(engine="onnxruntime", threads=4).worker_slots == 8
+    assert Settings(engine="openvino", threads=2, workers=1).worker_slots == 1  # the setting wins
