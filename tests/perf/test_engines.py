@@ -87,6 +87,37 @@ def test_letterbox_centres_and_scales():
     assert tensor[0, :, 160, 160].tolist() == pytest.approx([1.0, 0.0, 0.0])  # the image
 
 
+@pytest.mark.parametrize(
+    ("size", "tensor_hw", "gain", "padding"),
+    [
+        ((640, 480), (480, 640), 1.0, (0, 0)),  # 4:3: no grey rows at all
+        ((480, 640), (640, 480), 1.0, (0, 0)),
+        ((1000, 700), (448, 640), 0.64, (0, 0)),  # 448 = 7 × 64: the stride divides it
+        ((1000, 600), (384, 640), 0.64, (0, 0)),
+        ((900, 500), (384, 640), 640 / 900, (0, 14)),  # 356 rows padded to 384, centred
+        ((3000, 100), (32, 640), 640 / 3000, (0, 5)),  # a strip: one stride high
+    ],
+)
+def test_letterbox_with_a_stride_pads_only_to_a_multiple_of_it(size, tensor_hw, gain, padding):
+    """A dynamic-shape model's letterbox (Ultralytics' rectangular inference): the smallest input that fits."""
+    from PIL import Image
+
+    tensor, scale, offset = letterbox(Image.new("RGB", size, (0, 0, 255)), (640, 640), stride=32)
+    assert tensor.shape == (1, 3, *tensor_hw)
+    assert scale == pytest.approx(gain) and offset == padding
+    assert tensor[0, :, tensor_hw[0] // 2, tensor_hw[1] // 2].tolist() == pytest.approx([0.0, 0.0, 1.0])
+
+
+def test_exported_engine_serves_each_aspect_ratio_at_its_own_input_shape(registries):
+    """The bundled ONNX file is dynamic: a 4:3 scene runs at 320×240, its boxes still on the shapes."""
+    detector = registries["openvino"].get("shapes")
+    assert detector.input_size == (320, 320) and detector.stride == 32
+    for size in ((640, 480), (480, 640), (900, 300)):
+        image, shapes = random_scene(random.Random(3), size)
+        found = registries["openvino"].predict_image(image, "shapes").detections
+        assert_finds(shapes, found)
+
+
 def test_nms_and_decoding_of_both_head_layouts():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], dtype=np.float32)
     assert nms(boxes, np.array([0.9, 0.8, 0.7]), iou=0.5).tolist() == [0, 2]
@@ -170,18 +201,58 @@ def test_cpu_budget_runs_alone_on_all_threads_and_queued_requests_on_one_each():
     assert budget.runs["throughput"] >= 4  # queued requests ran side by side, one thread each
 
 
+def test_cpu_budget_runs_a_request_that_waited_on_one_thread():
+    """Behind a request running alone, the next one waits; then it runs on one thread: a queue means load."""
+    import threading
+    import time
+
+    from yolo_service.engines import CpuBudget
+
+    release = threading.Event()
+
+    def alone(_):
+        release.wait(5)
+        return "latency"
+
+    budget = CpuBudget(2, alone, lambda: lambda _: "throughput")
+    deadline = time.monotonic() + 5
+    while budget._throughput is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", budget(None)))
+    first.start()
+    while budget._free != 0:  # the first request holds both CPUs
+        time.sleep(0.005)
+    second = threading.Thread(target=lambda: results.setdefault("second", budget(None)))
+    second.start()
+    while budget._waiting != 1:  # the second waits
+        time.sleep(0.005)
+    release.set()
+    first.join()
+    second.join()
+    assert results == {"first": "latency", "second": "throughput"}
+    assert budget(None) == "latency"  # the CPUs idle and nobody waiting: alone again
+
+
 @pytest.mark.slow
 def test_end_to_end_head_decodes_like_ultralytics(tmp_path, monkeypatch):
     """A YOLO26 stand-in (random weights) exported NMS-free: [1, 300, 6] boxes, the same as Ultralytics reads them."""
+    from PIL import Image
     from ultralytics import YOLO
 
     from yolo_service import sample_scene
 
     monkeypatch.chdir(tmp_path)  # Ultralytics writes the export into the working directory
-    Path(YOLO("yolo26n.yaml").export(format="onnx", imgsz=320, simplify=False, nms=False)).rename("stand26.onnx")
+    exported = YOLO("yolo26n.yaml").export(format="onnx", imgsz=320, simplify=False, nms=False, dynamic=True)
+    Path(exported).rename("stand26.onnx")
     registry = ModelRegistry(Settings(engine="onnxruntime", weights_dir=tmp_path, offline=True))
-    assert registry.get("stand26").end_to_end is True
-    image = sample_scene()[0]
+    detector = registry.get("stand26")
+    assert detector.end_to_end is True
+    # A dynamic end-to-end model is still fed squares: its top-300 head needs 300 anchors, and a
+    # 320×32 strip (what the stride alone would give) has 210.
+    assert detector.stride is None and detector.input_size == (320, 320)
+    assert len(registry.predict_image(Image.new("RGB", (3000, 100)), "stand26", confidence=0.0).detections) == 300
+    image = sample_scene()[0].crop((0, 0, 480, 480))  # square: Ultralytics feeds it the same 320×320 input
     ours = registry.predict_image(image, "stand26", confidence=0.0).detections[:20]
     theirs = YOLO(str(tmp_path / "stand26.onnx"), task="detect").predict(image, conf=0.0, imgsz=320, verbose=False)[0]
     boxes = list(zip(theirs.boxes.xyxy.tolist(), theirs.boxes.cls.tolist(), strict=True))
@@ -202,4 +273,14 @@ def test_bundled_onnx_metadata_names_the_classes_and_no_machine_paths():
     assert "date" not in metadata
     for value in metadata.values():
         assert not any(root in value for root in ("/tmp", "/work", "/home", "/root", "/Users")), value
-    assert [tuple(i.shape) for i in session.get_inputs()] == [(1, 3, 320, 320)]
+    assert metadata["stride"] == "32"
+    assert [tuple(i.shape) for i in session.get_inputs()] == [("batch", 3, "height", "width")]  # dynamic
+
+
+def test_input_geometry_of_fixed_dynamic_and_unreadable_models():
+    from yolo_service.engines import _geometry
+
+    assert _geometry([1, 3, 320, 256], {}) == ((320, 256), None)  # fixed: that size, no stride
+    assert _geometry([-1, 3, -1, -1], {"imgsz": "[640, 640]", "stride": "32"}) == ((640, 640), 32)
+    assert _geometry([-1, 3, -1, -1], {"imgsz": "480", "stride": "64"}) == ((480, 480), 64)
+    assert _geometry([-1, 3, -1, -1], {"imgsz": "[oops", "stride": "?"}) == ((640, 640), 32)  # Ultralytics' defaults
