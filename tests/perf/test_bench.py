@@ -41,3 +41,13 @@ def test_measure_requests_on_both_routes(server):
         stats = measure_requests(server.url, data, n=2, route=route, model="shapes")
         assert stats["ok"] == 2 and stats["p50_ms"] > 0
     assert 20 < peak_rss_mib(server.proc.pid) < 4096
+
+
+def test_interleaved_measures_each_call_in_turns():
+    """Each call runs three warm-ups, then the calls take turns: a slow spell hits every side alike."""
+    from yolo_service.bench import _interleaved
+
+    order = []
+    stats = _interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=4)
+    assert order == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 4
+    assert set(stats) == {"a", "b"} and {"p50_ms", "p95_ms", "cpu_ms_per_call"} <= set(stats["a"])
