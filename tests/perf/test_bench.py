@@ -51,3 +51,12 @@ def test_interleaved_measures_each_call_in_turns():
     stats = _interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=4)
     assert order == ["a"] * 3 + ["b"] * 3 + ["a", "b"] * 4
     assert set(stats) == {"a", "b"} and {"p50_ms", "p95_ms", "cpu_ms_per_call"} <= set(stats["a"])
+
+
+def test_connection_reports_a_refused_connection_as_status_0():
+    from tests.helpers import free_port
+    from yolo_service.bench import _Connection
+
+    connection = _Connection(f"http://127.0.0.1:{free_port()}", "/predict/file", b"jpeg", "shapes", timeout=2)
+    status, seconds, retry = connection.post()  # nothing listens there: tried twice, then given up
+    assert (status, retry) == (0, False) and seconds < 2
