@@ -255,8 +255,11 @@ def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int,
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def get_service(request: Request) -> Service:
-    """The app's :class:`Service` (a dependency, so tests can override it)."""
+async def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (a dependency, so tests can override it).
+
+    ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, a thread hop per request for a lookup.
+    """
     service: Service = request.app.state.service
     return service
 

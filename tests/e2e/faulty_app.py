@@ -22,10 +22,10 @@ def create_faulty_app(settings=None) -> FastAPI:  # noqa: ANN001 (Settings | Non
     """The real app, with the service dependency overridden to raise when asked."""
     app = _create_app(settings)
 
-    def failing_service(request: Request) -> api.Service:
+    async def failing_service(request: Request) -> api.Service:
         if request.headers.get(FAILURE_HEADER):
             raise RuntimeError("injected failure: a defect nobody expected (test only)")
-        return api.get_service(request)
+        return await api.get_service(request)
 
     app.dependency_overrides[api.get_service] = failing_service
     return app
