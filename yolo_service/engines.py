@@ -346,6 +346,11 @@ class ExportedDetector(DetectorBase):
         budget = CpuBudget(settings.threads, latency, throughput_factory)
         return budget, dims, metadata
 
+    @property
+    def inferences(self) -> dict[str, int]:
+        """Inferences run so far: ``latency`` (alone, on every thread) and ``throughput`` (one thread each)."""
+        return dict(self._run.runs)
+
     def predict(
         self,
         image: Image.Image,

@@ -1,4 +1,4 @@
-"""``GET /metrics`` in the Prometheus text format: requests, latencies, model time, queue depth, refusals.
+"""``GET /metrics`` (Prometheus text format): requests, latencies, model time, queue depth, refusals, inferences.
 
 One :class:`Metrics` per app, on its own ``CollectorRegistry`` (two apps in one process, as in
 tests, count separately). A pure ASGI middleware counts every response, including the ones
@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -79,6 +81,27 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class InferenceModes(Collector):
+    """Inferences by model and mode, read from the loaded detectors at each scrape.
+
+    ``latency``: a request alone, on every thread; ``throughput``: one thread each while requests
+    queue. Mostly ``latency`` under steady load means requests reach the model one at a time.
+    """
+
+    def __init__(self, models: Callable[[], dict[str, Any]]) -> None:
+        self.models = models
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "yolo_service_inferences", "inferences by model and mode (latency: alone; throughput: side by side)",
+            labels=["model", "mode"],
+        )  # fmt: skip
+        for name, detector in sorted(self.models().items()):
+            for mode, count in sorted(detector.inferences.items()):
+                family.add_metric([name, mode], count)
+        yield family
+
+
 class MetricsMiddleware:
     """Time and count every HTTP response (pure ASGI: no body buffering, streaming untouched)."""
 
@@ -113,6 +136,7 @@ def instrument(app: FastAPI, service: Any) -> Metrics:
 
     metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
     service.registry.on_predict.append(metrics.observe_prediction)
+    metrics.registry.register(InferenceModes(service.registry.detectors))
 
     @functools.cache
     def paths() -> frozenset[str]:  # the app's routes, read on the first request (all are defined by then)

@@ -225,6 +225,11 @@ class DetectorBase:
         """Class names in id order."""
         return [self.names[i] for i in sorted(self.names)]
 
+    @property
+    def inferences(self) -> dict[str, int]:
+        """Inferences run so far by mode (exported engines: ``latency``, ``throughput``); empty if not counted."""
+        return {}
+
     def class_ids(self, classes: list[str] | None) -> list[int] | None:
         """Ids of the class names ``classes`` (None: all classes).
 
@@ -363,6 +368,10 @@ class ModelRegistry:
     def loaded(self, name: str) -> bool:
         """True once ``name`` is loaded in this process."""
         return self.catalog.spec(name).name in self._detectors
+
+    def detectors(self) -> dict[str, Detector]:
+        """The models loaded so far, by name."""
+        return dict(self._detectors)
 
     def get(self, name: str | None = None) -> Detector:
         """The detector for ``name`` (the default model when None), loading it on first use."""

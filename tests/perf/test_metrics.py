@@ -67,3 +67,6 @@ def test_metrics_count_requests_statuses_model_time_and_refusals(server):
     assert values[("yolo_service_images_refused_total", (("reason", "invalid_image"),))] == 1
     assert values[("yolo_service_images_refused_total", (("reason", "too_large"),))] == 1
     assert values[("yolo_service_queue_depth", ())] == 0
+    # The four predictions came one at a time: each ran alone, on every thread (warm-ups are not counted).
+    assert values[("yolo_service_inferences_total", (("mode", "latency"), ("model", "shapes")))] == 4
+    assert values[("yolo_service_inferences_total", (("mode", "throughput"), ("model", "shapes")))] == 0
