@@ -335,8 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_download)
 
     p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
-    p.add_argument("name")
-    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("name", help="a model: yolo26n, shapes, or NAME for NAME.pt in the weights directory")
+    p.add_argument(
+        "--imgsz", type=int, default=None, help="longest input side (default: the model's); the shape is dynamic"
+    )
     p.add_argument("--out", default=None, help="write the ONNX file here instead")
     p.add_argument("--nms-free", action="store_true", help="YOLO26: export the end-to-end head (no NMS at run time)")
     p.set_defaults(func=_export)
