@@ -7,8 +7,9 @@ background thread started by the lifespan, so ``/health`` answers at once and
 
 Around the routes, pure ASGI middlewares, outermost first:
 
-- :class:`RequestLog` logs one line per request, errors included, and is the last resort:
-  an exception nobody expected becomes a JSON 500, logged once with its traceback.
+- :class:`RequestLog` logs one line per request, errors included, tells the response's observers
+  (the ``/metrics`` counters), and is the last resort: an exception nobody expected becomes a
+  JSON 500, logged once with its traceback.
 - :class:`ApiKeyGate` refuses a request without the configured key (401) before its body is read.
 - :class:`BodyLimit` refuses a body over the limit (413) before it is read or as it streams in.
 - :class:`Admission` refuses a predict request when ``max_queue`` are in flight (503 +
@@ -28,7 +29,7 @@ import http
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -179,6 +180,8 @@ class Service:
         self.load_error: str | None = None
         self.in_flight = 0  # predict requests admitted and not yet answered (event loop only: no lock)
         self._slots: anyio.CapacityLimiter | None = None
+        # Called with (scope, status, seconds) after every HTTP response, e.g. the /metrics counters.
+        self.on_response: list[Callable[[Scope, int, float], None]] = []
 
     @property
     def slots(self) -> anyio.CapacityLimiter:
@@ -268,10 +271,13 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 class RequestLog:
-    """One log line per request (method, path, status, ms); any unexpected exception becomes a JSON 500."""
+    """One log line per request (method, path, status, ms); any unexpected exception becomes a JSON 500.
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app, self.settings = app, settings
+    ``observers`` are called with (scope, status, seconds) after each response, refusals included.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, observers: list[Callable[[Scope, int, float], None]]) -> None:
+        self.app, self.settings, self.observers = app, settings, observers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -295,8 +301,10 @@ class RequestLog:
                 error = InternalError("internal error: the server logged the details; please report it")
                 await error_response(error, self.settings)(scope, receive, send)
         finally:
-            ms = (time.perf_counter() - started) * 1000
-            logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, ms)
+            seconds = time.perf_counter() - started
+            for observe in self.observers:
+                observe(scope, status, seconds)
+            logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
 
 
 class ApiKeyGate:
@@ -413,7 +421,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Admission, service=service)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(ApiKeyGate, settings=settings)
-    app.add_middleware(RequestLog, settings=settings)
+    app.add_middleware(RequestLog, settings=settings, observers=service.on_response)
 
     async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         headers = None
@@ -509,5 +517,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise _validation_error(exc) from None
         return await svc.run_predict(image, options)
 
-    instrument(app, service)  # GET /metrics and the counting middleware (yolo_service/metrics.py)
+    instrument(app, service)  # GET /metrics and its counters (yolo_service/metrics.py)
     return app

@@ -381,19 +381,7 @@ class ExportedDetector(DetectorBase):
         boxes /= gain
         boxes = boxes.clip(0, [image.width, image.height, image.width, image.height])
         elapsed = time.perf_counter() - started
-        detections = [
-            Detection(
-                x_min=round(float(x0)),
-                y_min=round(float(y0)),
-                x_max=round(float(x1)),
-                y_max=round(float(y1)),
-                class_name=self.names.get(int(cls), str(int(cls))),
-                class_id=int(cls),
-                confidence=round(float(conf), 4),
-            )
-            for (x0, y0, x1, y1), conf, cls in zip(boxes.tolist(), scores.tolist(), found.tolist(), strict=True)
-        ]
-        return detections, elapsed
+        return self.detections(boxes.tolist(), scores.tolist(), found.tolist()), elapsed
 
 
 def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int], int | None]:

@@ -1,15 +1,15 @@
 """``GET /metrics`` (Prometheus text format): requests, latencies, model time, queue depth, refusals, inferences.
 
 One :class:`Metrics` per app, on its own ``CollectorRegistry`` (two apps in one process, as in
-tests, count separately). A pure ASGI middleware counts every response, including the ones
-that never reach a route (the body limit's 413); routes are labelled by their template
-(``/models/{name}``), so label values stay few whatever paths clients send.
+tests, count separately). The app's request log (:class:`~yolo_service.api.RequestLog`) reports
+every response here, including the ones that never reach a route (the body limit's 413); routes
+are labelled by their template (``/models/{name}``), so label values stay few whatever paths
+clients send.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import Scope
 
     from .schema import PredictResponse
 
@@ -102,36 +102,8 @@ class InferenceModes(Collector):
         yield family
 
 
-class MetricsMiddleware:
-    """Time and count every HTTP response (pure ASGI: no body buffering, streaming untouched)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], frozenset[str]]) -> None:
-        self.app, self.metrics, self.routes = app, metrics, routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None)
-            if route is None:  # refused before routing (body limit) or no such path
-                route = scope["path"] if scope["path"] in self.routes() else "other"
-            self.metrics.observe_request(route, scope["method"], status, time.perf_counter() - started)
-
-
 def instrument(app: FastAPI, service: Any) -> Metrics:
-    """Add ``GET /metrics`` and the counting middleware to ``app``; call it after the other middleware."""
+    """Add ``GET /metrics`` to ``app`` and count what ``service`` answers and predicts."""
     from fastapi.responses import PlainTextResponse
 
     metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
@@ -153,6 +125,12 @@ def instrument(app: FastAPI, service: Any) -> Metrics:
     def prometheus_metrics() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=paths)
+    def observe(scope: Scope, status: int, seconds: float) -> None:
+        route = getattr(scope.get("route"), "path", None)
+        if route is None:  # refused before routing (body limit) or no such path
+            route = scope["path"] if scope["path"] in paths() else "other"
+        metrics.observe_request(route, scope["method"], status, seconds)
+
+    service.on_response.append(observe)
     app.state.metrics = metrics
     return metrics

@@ -225,6 +225,21 @@ class DetectorBase:
         """Class names in id order."""
         return [self.names[i] for i in sorted(self.names)]
 
+    def detections(self, boxes: list[list[float]], scores: list[float], classes: list[float]) -> list[Detection]:
+        """The API's detections from parallel lists: xyxy boxes (pixels), confidences, class ids."""
+        return [
+            Detection(
+                x_min=round(x0),
+                y_min=round(y0),
+                x_max=round(x1),
+                y_max=round(y1),
+                class_name=self.names.get(int(cls), str(int(cls))),
+                class_id=int(cls),
+                confidence=round(float(conf), 4),
+            )
+            for (x0, y0, x1, y1), conf, cls in zip(boxes, scores, classes, strict=True)
+        ]
+
     @property
     def inferences(self) -> dict[str, int]:
         """Inferences run so far by mode (exported engines: ``latency``, ``throughput``); empty if not counted."""
@@ -336,20 +351,7 @@ class Detector(DetectorBase):
         finally:
             self._pool.put(model)
         boxes = result.boxes
-        detections = [
-            Detection(
-                x_min=round(x0),
-                y_min=round(y0),
-                x_max=round(x1),
-                y_max=round(y1),
-                class_name=self.names[int(cls)],
-                class_id=int(cls),
-                confidence=round(float(conf), 4),
-            )
-            for (x0, y0, x1, y1), conf, cls in zip(
-                boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
-            )
-        ]
+        detections = self.detections(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist())
         return detections, elapsed
 
 
