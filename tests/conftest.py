@@ -17,7 +17,7 @@ os.environ.pop("PORT", None)
 
 import pytest  # noqa: E402
 
-from tests.helpers import ARTIFACTS, Server, free_port  # noqa: E402
+from tests.helpers import ARTIFACTS, Server, api_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +38,5 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def backend() -> Server:
     """One real uvicorn process serving the API on a free loopback port, for the whole session."""
-    port = free_port()
-    with Server(
-        ["yolo-service", "serve", "--host", "127.0.0.1"], port, env={"PORT": str(port)}, ready_path="/ready"
-    ) as server:
+    with api_server() as server:
         yield server

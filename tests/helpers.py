@@ -7,7 +7,7 @@ from pathlib import Path
 from yolo_service import Detection, Shape, box_iou
 from yolo_service.processes import LocalServer, executable, free_port
 
-__all__ = ["ARTIFACTS", "ROOT", "Server", "assert_finds", "best_match", "executable", "free_port"]
+__all__ = ["ARTIFACTS", "ROOT", "Server", "api_server", "assert_finds", "best_match", "executable", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,6 +26,11 @@ class Server(LocalServer):
         wait: bool = True,
     ) -> None:
         super().__init__(argv, port, env, ready_path, timeout, ARTIFACTS / f"server-{port}.log", wait, cwd=ROOT)
+
+
+def api_server(env: dict[str, str] | None = None) -> Server:
+    """``yolo-service serve`` on a free loopback port with ``env``; ready when ``/ready`` answers. A context manager."""
+    return Server(["yolo-service", "serve", "--host", "127.0.0.1"], free_port(), env=env, ready_path="/ready")
 
 
 def best_match(shape: Shape, detections: list[Detection]) -> float:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.deploy.dockerfiles import Dockerfile
-from tests.helpers import ROOT, Server, free_port
+from tests.helpers import ROOT, api_server
 from yolo_service import encode_base64, sample_scene
 from yolo_service.config import Settings
 from yolo_service.models import ModelRegistry
@@ -39,9 +39,8 @@ def test_yolo26n_becomes_the_default_when_its_file_is_there_even_offline(coco_st
 
 @pytest.fixture(scope="module")
 def coco_server(coco_standin):
-    port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_WEIGHTS_DIR": str(coco_standin), "YOLO_SERVICE_OFFLINE": "1"}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as server:
+    env = {"YOLO_SERVICE_WEIGHTS_DIR": str(coco_standin), "YOLO_SERVICE_OFFLINE": "1"}
+    with api_server(env) as server:
         yield server
 
 

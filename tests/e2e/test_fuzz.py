@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import Server, executable, free_port
+from tests.helpers import api_server, executable
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -36,9 +36,8 @@ expected-statuses = ["2xx", "400", "404", "413", "415", "422", "503"]
 
 @pytest.fixture(scope="module")
 def fuzz_target():
-    port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_REPLICAS": "1", "YOLO_SERVICE_MAX_IMAGE_BYTES": "2000000"}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as server:
+    env = {"YOLO_SERVICE_REPLICAS": "1", "YOLO_SERVICE_MAX_IMAGE_BYTES": "2000000"}
+    with api_server(env) as server:
         yield server
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import yolo_service
-from tests.helpers import Server, assert_finds, executable, free_port
+from tests.helpers import Server, api_server, assert_finds, executable, free_port
 from yolo_service import (
     BackendUnreachable,
     Client,
@@ -200,9 +200,8 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 def test_a_full_queue_refuses_before_reading_the_body():
     """max_queue=2: two requests whose bodies never finish hold the queue; the next get their 503 unread."""
-    port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_MAX_QUEUE": "2", "YOLO_SERVICE_REPLICAS": "1"}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
+    env = {"YOLO_SERVICE_MAX_QUEUE": "2", "YOLO_SERVICE_REPLICAS": "1"}
+    with api_server(env) as srv:
         starts = {"/predict": b"{", "/predict/file": b"--b0undary\r\n"}  # a valid start; the rest never comes
         holders = [_open_request(srv.url, path, first=first) for path, first in starts.items()]
         _wait_for_queue_depth(srv.url, 2)  # both admitted, waiting for their bodies
@@ -230,9 +229,7 @@ def test_a_full_queue_refuses_before_reading_the_body():
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_within_10s():
     """Four requests in flight (bodies half sent) when SIGTERM comes: they complete, new connections are refused."""
-    port = free_port()
-    env = {"PORT": str(port)}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
+    with api_server() as srv:
         scenes = [scene(i) for i in range(4)]
         bodies = [json.dumps({"image": encode_base64(image), "model": "shapes"}).encode() for image, _ in scenes]
         socks = [_open_request(srv.url, "/predict", len(body), body[:100]) for body in bodies]
@@ -258,9 +255,8 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_within_1
 
 @pytest.fixture(scope="module")
 def keyed_backend():
-    port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_API_KEY": "s3cret-key", "YOLO_SERVICE_REPLICAS": "1"}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as srv:
+    env = {"YOLO_SERVICE_API_KEY": "s3cret-key", "YOLO_SERVICE_REPLICAS": "1"}
+    with api_server(env) as srv:
         yield srv
 
 

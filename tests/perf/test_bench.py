@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import Server, free_port
+from tests.helpers import api_server, free_port
 from yolo_service import sample_scene
 from yolo_service.bench import jpeg_bytes, measure_concurrency, measure_requests, peak_rss_mib, plot_concurrency
 
@@ -13,9 +13,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {"PORT": str(port), "YOLO_SERVICE_ENGINE": "onnxruntime", "YOLO_SERVICE_DEFAULT_MODEL": "shapes"}
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as running:
+    env = {"YOLO_SERVICE_ENGINE": "onnxruntime", "YOLO_SERVICE_DEFAULT_MODEL": "shapes"}
+    with api_server(env) as running:
         yield running
 
 
@@ -54,7 +53,6 @@ def test_interleaved_measures_each_call_in_turns():
 
 
 def test_connection_reports_a_refused_connection_as_status_0():
-    from tests.helpers import free_port
     from yolo_service.bench import _Connection
 
     connection = _Connection(f"http://127.0.0.1:{free_port()}", "/predict/file", b"jpeg", "shapes", timeout=2)

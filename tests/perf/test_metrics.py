@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Server, free_port
+from tests.helpers import api_server
 from yolo_service import encode_image, sample_scene
 
 pytestmark = pytest.mark.slow
@@ -16,14 +16,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
     env = {
-        "PORT": str(port),
         "YOLO_SERVICE_ENGINE": "openvino",  # the torch-free engine: starts in about a second
         "YOLO_SERVICE_DEFAULT_MODEL": "shapes",
         "YOLO_SERVICE_MAX_IMAGE_BYTES": "300000",
     }
-    with Server(["yolo-service", "serve", "--host", "127.0.0.1"], port, env=env, ready_path="/ready") as running:
+    with api_server(env) as running:
         yield running
 
 
