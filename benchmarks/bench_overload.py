@@ -22,6 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -117,6 +119,20 @@ def post_expecting_continue(url: str, body: bytes) -> int:
         return int(answer.split()[1])
 
 
+def at_once(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` in ``count`` threads and wait for all of them."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def status_counts(results: list[tuple[int, float]]) -> dict[int, int]:
+    """How many (status, seconds) results had each status."""
+    return dict(sorted(Counter(status for status, _ in results).items()))
+
+
 def overload(concurrent: int, queue: int = 4) -> None:
     """(b): ``concurrent`` 7 MB requests at once against max_queue=``queue``."""
     body = big_body()
@@ -139,13 +155,9 @@ def overload(concurrent: int, queue: int = 4) -> None:
                     print("   ", type(exc).__name__, exc)
                 results.append((status, time.perf_counter() - started))
 
-        threads = [threading.Thread(target=post) for _ in range(concurrent)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        at_once(post, concurrent)
         refused = sorted(seconds for status, seconds in results if status == 503)
-        counts = {s: sum(1 for status, _ in results if status == s) for s in sorted({s for s, _ in results})}
+        counts = status_counts(results)
         print(f"(b) max_queue={queue}, {concurrent} concurrent {len(body) / 1e6:.1f} MB JSON requests: {counts}")
         if refused:
             p50 = statistics.median(refused) * 1000
@@ -164,13 +176,9 @@ def overload(concurrent: int, queue: int = 4) -> None:
             status = post_expecting_continue(server.url, body)
             expecting.append((status, time.perf_counter() - started))
 
-        threads = [threading.Thread(target=post_expect) for _ in range(concurrent)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        at_once(post_expect, concurrent)
         refused_fast = sorted(seconds for status, seconds in expecting if status == 503)
-        counts = {s: sum(1 for status, _ in expecting if status == s) for s in sorted({s for s, _ in expecting})}
+        counts = status_counts(expecting)
         print(f"    the same with Expect: 100-continue: {counts}")
         if refused_fast:
             print(
