@@ -7,6 +7,10 @@ uvicorn process; throughput and p50/p99 latency at 1, 2, 4 and 8 concurrent clie
 (process start to ``/ready``) and peak resident memory (``VmHWM``) of a torch-free server; and 32
 concurrent 6000x6000 JPEGs. Notebook 07 calls :func:`measure_concurrency` and :func:`plot_concurrency`.
 
+Fair on a shared machine: figures that are compared (engines against each other, ``/predict``
+against the same engine in-process) are measured in turns, and the clients use a lean
+keep-alive connection, since they share the CPUs with the server they measure.
+
 Needs the ``bench`` extra (matplotlib, requests) and, to export the 640 px model, the ``serve`` extra.
 """
 
