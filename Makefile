@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' constraints.txt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run api ui lab docs test lint audit system-deps bench student clean
+.PHONY: install run api ui lab docs test lint audit system-deps bench student clean mutation
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,12 @@ audit: install  ## known vulnerabilities of the pinned versions (needs PyPI; ski
 
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+# The mutation score of the core, per module (Cosmic Ray; not part of `make test`: each mutant is a test run,
+# hours for all of them on 2 CPUs, about 40 minutes with SAMPLE=40). MODULES=client.py limits the modules.
+# Niced, one module at a time: the machine may be shared.
+mutation: install
+	nice -n 19 $(PY) scripts/mutation.py $(MODULES) $(if $(SAMPLE),--sample $(SAMPLE)) $(if $(JSON),--json $(JSON))
 
 bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
 	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)

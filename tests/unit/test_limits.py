@@ -1,0 +1,194 @@
+"""Every limit of the contract and the decoder at its boundary: at the limit accepted, just past it refused.
+
+Also known values of ``box_iou`` (a public function the other tests lean on to decide whether a shape
+was found, so a wrong IoU would make them easier to pass).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from tests.unit.test_images import png_declaring
+from yolo_service import (
+    Detection,
+    ImageTooLarge,
+    InvalidImage,
+    PredictOptions,
+    PredictRequest,
+    box_iou,
+    decode_base64,
+    encode_image,
+    load_image,
+)
+from yolo_service.images import load_reduced
+
+ABOVE_ONE = math.nextafter(1.0, 2.0)  # the smallest float past 1
+BELOW_ZERO = math.nextafter(0.0, -1.0)
+
+
+def refusal(model: type, **fields: object) -> tuple[str, ...]:
+    """The (field, pydantic error type) of each problem when ``model`` is built from ``fields``."""
+    with pytest.raises(ValidationError) as info:
+        model(**fields)
+    return tuple(f"{'.'.join(map(str, e['loc']))}:{e['type']}" for e in info.value.errors())
+
+
+# --- the contract's ranges -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["confidence", "iou"])
+def test_thresholds_take_zero_and_one_and_nothing_past_them(field):
+    assert getattr(PredictOptions(**{field: 0.0}), field) == 0.0
+    assert getattr(PredictOptions(**{field: 1.0}), field) == 1.0
+    assert refusal(PredictOptions, **{field: ABOVE_ONE}) == (f"{field}:less_than_equal",)
+    assert refusal(PredictOptions, **{field: BELOW_ZERO}) == (f"{field}:greater_than_equal",)
+
+
+def test_max_detections_takes_one_to_a_thousand():
+    assert PredictOptions(max_detections=1).max_detections == 1
+    assert PredictOptions(max_detections=1000).max_detections == 1000
+    assert refusal(PredictOptions, max_detections=0) == ("max_detections:greater_than_equal",)
+    assert refusal(PredictOptions, max_detections=1001) == ("max_detections:less_than_equal",)
+
+
+def test_the_image_field_needs_one_character():
+    assert PredictRequest(image="x").image == "x"
+    assert refusal(PredictRequest, image="") == ("image:string_too_short",)
+
+
+def test_options_are_strict_and_finite():
+    assert refusal(PredictOptions, annotate=1) == ("annotate:bool_type",)
+    assert refusal(PredictOptions, confidence=float("nan")) == ("confidence:finite_number",)
+    assert PredictOptions().annotate is False  # an annotated image only when asked for
+
+
+def test_a_request_s_options_are_its_fields_without_the_image():
+    request = PredictRequest(image="x", model="shapes", confidence=0.5, iou=0.4, max_detections=3, classes=["a"])
+    assert request.options == PredictOptions(model="shapes", confidence=0.5, iou=0.4, max_detections=3, classes=["a"])
+
+
+def detection(confidence: float) -> Detection:
+    return Detection(x_min=1, y_min=2, x_max=3, y_max=4, class_name="square", class_id=1, confidence=confidence)
+
+
+def test_a_detection_s_confidence_is_between_zero_and_one():
+    assert detection(0.0).confidence == 0.0 and detection(1.0).confidence == 1.0
+    assert refusal(Detection, **detection(1.0).model_dump() | {"confidence": ABOVE_ONE}) == (
+        "confidence:less_than_equal",
+    )
+    assert refusal(Detection, **detection(0.0).model_dump() | {"confidence": BELOW_ZERO}) == (
+        "confidence:greater_than_equal",
+    )
+    assert detection(0.5).box == (1, 2, 3, 4)
+
+
+# --- box_iou: known values ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "iou"),
+    [
+        ((0, 0, 10, 10), (0, 0, 10, 10), 1.0),  # the same box
+        ((0, 0, 10, 10), (5, 0, 15, 10), 50 / 150),  # half of each overlaps
+        ((0, 0, 10, 10), (2, 2, 7, 7), 25 / 100),  # one inside the other: the small one's area over the big one's
+        ((0, 0, 4, 2), (1, 1, 3, 6), 2 / 16),  # areas 8 and 10, overlap 2x1: widths and heights kept apart
+        ((10, 20, 30, 60), (0, 0, 20, 30), 100 / 1300),  # overlap 10x10; areas 800 and 600
+        ((0.5, 0.5, 2.5, 1.5), (1.5, 0.5, 3.5, 1.5), 1 / 3),  # fractional pixels
+        ((0, 0, 10, 10), (20, 20, 30, 30), 0.0),  # disjoint
+        ((0, 0, 10, 10), (10, 0, 20, 10), 0.0),  # touching along an edge: no area in common
+        ((0, 0, 10, 10), (0, 10, 10, 20), 0.0),  # touching along the other edge
+        ((0, 0, 10, 10), (10, 10, 20, 20), 0.0),  # touching at a corner
+        ((0, 0, 10, 10), (3, 12, 6, 18), 0.0),  # overlapping columns, disjoint rows
+        ((0, 0, 10, 10), (12, 3, 18, 6), 0.0),  # overlapping rows, disjoint columns
+        ((5, 5, 5, 5), (0, 0, 10, 10), 0.0),  # a box with no area
+    ],
+)
+def test_box_iou_known_values(a, b, iou):
+    assert box_iou(a, b) == pytest.approx(iou)
+    assert box_iou(b, a) == pytest.approx(iou)  # symmetric
+
+
+# --- the decoder's limits -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def png() -> bytes:
+    return encode_image(Image.new("RGB", (64, 48), (200, 10, 10)))
+
+
+def test_byte_limit_exactly_at_the_size_accepted_one_byte_less_refused(png):
+    assert load_image(png, max_bytes=len(png)).size == (64, 48)
+    with pytest.raises(ImageTooLarge, match=f"the image is {len(png):,} bytes; the limit is {len(png) - 1:,} bytes"):
+        load_image(png, max_bytes=len(png) - 1)
+
+
+def test_pixel_limit_exactly_at_the_count_accepted_one_less_refused(png):
+    assert load_image(png, max_pixels=64 * 48).size == (64, 48)
+    with pytest.raises(ImageTooLarge, match="64x48 = 3,072 pixels; the limit is 3,071 pixels"):
+        load_image(png, max_pixels=64 * 48 - 1)
+    assert load_image(Image.new("RGB", (64, 48)), max_pixels=64 * 48).size == (64, 48)  # a PIL image too
+    with pytest.raises(ImageTooLarge):
+        load_image(Image.new("RGB", (64, 48)), max_pixels=64 * 48 - 1)
+
+
+@pytest.mark.parametrize("size", [(1, 10), (10, 1), (1, 1)])
+def test_one_pixel_wide_or_high_is_an_image(size):
+    assert load_image(png_declaring(*size)).size == size
+    assert load_image(Image.new("RGB", size)).size == size
+
+
+@pytest.mark.parametrize("size", [(0, 5), (5, 0)])
+def test_an_image_with_no_pixels_is_invalid(size):
+    with pytest.raises(InvalidImage, match=rf"no pixels \({size[0]}x{size[1]}\)"):
+        load_image(Image.new("RGB", size))
+
+
+def test_url_safe_base64_with_or_without_padding():
+    data = b"\xfb\xff\xfe\xfb\xff"  # standard base64 "+//++/8=": URL-safe "-__--_8="
+    assert base64.b64encode(data) == b"+//++/8="
+    assert decode_base64("-__--_8=") == data
+    assert decode_base64("-__--_8") == data  # padding dropped, as URL-safe senders often do
+    assert decode_base64("+//++/8=") == data
+
+
+def test_a_url_safe_base64_image_decodes():
+    image = Image.new("RGB", (30, 20))
+    image.putpixel((0, 0), (251, 255, 254))  # bytes that base64 into + and / characters somewhere
+    data = encode_image(image)
+    text = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    assert "-" in text or "_" in text
+    assert load_image(decode_base64(text)).getpixel((0, 0)) == (251, 255, 254)
+
+
+def test_a_data_url_prefix_is_stripped_whatever_its_case(png):
+    text = base64.b64encode(png).decode()
+    assert decode_base64(f"DATA:image/PNG;BASE64,{text}") == png
+    assert decode_base64(f"  data:image/png;base64,{text}\n") == png
+
+
+def test_a_directory_is_not_an_image_and_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        load_image(tmp_path)
+
+
+@pytest.mark.parametrize(("side", "reduced"), [(100, (100, 50)), (101, (100, 50)), (99, (99, 50))])
+def test_reduction_to_the_model_size_at_its_boundary(side, reduced):
+    """Longest side at the target: kept as it is; one pixel over: reduced. Boxes map back to the original."""
+    image, original = load_reduced(encode_image(Image.new("RGB", (side, 50))), 100)
+    assert original == (side, 50)
+    assert image.size == (reduced[0], round(50 * min(1, 100 / side)))
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale_only_down_to_the_target():
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 400), (0, 120, 0)).save(buffer, "JPEG")
+    image, original = load_reduced(buffer.getvalue(), 200)  # 1/4 scale exactly: 200x100
+    assert original == (800, 400) and image.size == (200, 100)
+    image, original = load_reduced(buffer.getvalue(), 201)  # a little more than 1/4: decoded at 1/2, resized
+    assert original == (800, 400) and image.size == (201, 100)
