@@ -1,0 +1,263 @@
+"""The Python client against a scripted HTTP server on loopback: what it sends, and what it makes of each answer.
+
+The server answers what each test tells it to (any status, header and body, JSON or not), as a proxy,
+a load balancer or another service at the wrong URL would, and records the requests it got. The real
+API is the client's other side in tests/api/test_api.py and tests/e2e.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from yolo_service import Client
+from yolo_service.errors import (
+    BackendUnreachable,
+    ImageTooLarge,
+    InternalError,
+    InvalidImage,
+    InvalidRequest,
+    MethodNotAllowed,
+    Overloaded,
+    ServiceUnavailable,
+    Unauthorized,
+    UnknownModel,
+    UnsupportedImageFormat,
+    YoloServiceError,
+)
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+    delay: float = 0.0
+
+
+@dataclass
+class Scripted:
+    """A loopback HTTP server that answers ``answers[path]`` and keeps every request it got."""
+
+    url: str
+    answers: dict[str, Answer]
+    requests: list[dict] = field(default_factory=list)
+
+    def answer(self, path: str, status: int = 200, body: object = None, **headers: str) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
+        kind = "application/json" if not isinstance(body, bytes) else "text/html"
+        self.answers[path] = Answer(status, data, {"content-type": kind, **headers})
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    answers: dict[str, Answer] = {}
+    requests: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def handle_one(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            requests.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": self.rfile.read(length),
+                }
+            )
+            answer = answers.get(self.path, Answer(404, b'{"detail": "no such route", "error": "NotFound"}'))
+            time.sleep(answer.delay)
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+
+        do_GET = do_POST = handle_one
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Scripted(f"http://127.0.0.1:{httpd.server_address[1]}", answers, requests)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def dead_url() -> str:
+    from tests.helpers import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+# --- Client.ready() ---------------------------------------------------------------------------------------------
+
+
+def test_ready_is_true_on_200(server):
+    server.answer("/ready", 200, {"status": "ready", "default_model": "shapes"})
+    assert Client(server.url).ready() is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"detail": "the default model is still loading", "error": "NotReady"},
+        {"detail": "busy", "error": "Overloaded"},
+        b"<html>503 Service Unavailable</html>",  # a load balancer's page, not the API
+    ],
+)
+def test_ready_is_false_on_503(server, body):
+    server.answer("/ready", 503, body)
+    assert Client(server.url).ready() is False
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (401, {"detail": "this service requires an API key", "error": "Unauthorized"}, Unauthorized),
+        (500, {"detail": "internal error", "error": "InternalError"}, InternalError),
+        (404, b"<html>not found</html>", UnknownModel),
+    ],
+)
+def test_ready_raises_on_anything_else(server, status, body, error):
+    server.answer("/ready", status, body)
+    with pytest.raises(error):
+        Client(server.url).ready()
+
+
+def test_ready_raises_when_nothing_answers():
+    """No backend is not "not ready yet": the URL is wrong or the server is down, and that is said."""
+    url = dead_url()
+    with pytest.raises(BackendUnreachable, match=f"cannot reach the backend at {url}"):
+        Client(url).ready()
+
+
+# --- the status -> error class table (answers without the API's error name) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, InvalidImage),
+        (401, Unauthorized),
+        (404, UnknownModel),
+        (405, MethodNotAllowed),
+        (413, ImageTooLarge),
+        (415, UnsupportedImageFormat),
+        (422, InvalidRequest),
+        (500, InternalError),
+        (503, ServiceUnavailable),
+        (418, YoloServiceError),  # a status the API never answers: the base class
+        (502, YoloServiceError),
+    ],
+)
+def test_an_answer_without_an_error_name_is_typed_by_its_status(server, status, error):
+    """E.g. a proxy's 413 page in front of the API: still an ImageTooLarge for the caller."""
+    server.answer("/models", status, b"<html><body>proxy says no</body></html>")
+    with pytest.raises(YoloServiceError) as info:
+        Client(server.url).models()
+    assert type(info.value) is error
+    assert str(info.value).startswith(f"{status} ") and "proxy says no" in str(info.value)
+
+
+def test_the_error_name_wins_over_the_status_and_an_unknown_one_falls_back_to_it(server):
+    server.answer("/models", 503, {"detail": "the server is busy", "error": "Overloaded"}, **{"retry-after": "4"})
+    with pytest.raises(Overloaded, match="^the server is busy$") as info:
+        Client(server.url).models()
+    assert info.value.retry_after == 4
+    server.answer("/models", 404, {"detail": "gone", "error": "SomethingNew"})
+    with pytest.raises(UnknownModel, match="^gone$"):
+        Client(server.url).models()
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("9", 9), ("soon", None), ("", None)])
+def test_retry_after_is_read_when_it_is_a_number(server, header, seconds):
+    server.answer("/ready", 500, {"detail": "x", "error": "InternalError"}, **{"retry-after": header})
+    with pytest.raises(InternalError) as info:
+        Client(server.url).ready()
+    assert info.value.retry_after == seconds
+
+
+def test_a_list_detail_is_shown_with_the_status(server):
+    server.answer("/models", 422, {"detail": [{"loc": ["body", "image"], "msg": "Field required"}]})
+    with pytest.raises(InvalidRequest, match="^422 Unprocessable Entity: .*Field required"):
+        Client(server.url).models()
+
+
+def test_a_success_that_is_not_json_or_not_the_contract_is_a_typed_error(server):
+    server.answer("/models", 200, b"<html>a login page</html>")
+    with pytest.raises(YoloServiceError, match="answered 200 with a body that is not JSON"):
+        Client(server.url).models()
+    server.answer("/models/shapes", 200, {"unexpected": True})
+    with pytest.raises(YoloServiceError, match="not a ModelInfo"):
+        Client(server.url).model_info("shapes")
+
+
+def test_a_backend_that_does_not_answer_in_time_is_unreachable(server):
+    server.answers["/health"] = Answer(200, b'{"status": "ok"}', delay=2.0)
+    with pytest.raises(BackendUnreachable, match="did not answer in time"):
+        Client(server.url, timeout=0.2).health()
+
+
+# --- URLs ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_url_without_a_scheme_is_http(server):
+    server.answer("/health", 200, {"status": "ok"})
+    bare = server.url.removeprefix("http://")
+    client = Client(f"  {bare}/ ")
+    assert client.url == server.url
+    assert client.health() == {"status": "ok"}
+    assert Client("https://example.org/").url == "https://example.org"  # a scheme given is kept
+
+
+# --- what the client sends -------------------------------------------------------------------------------------------
+
+PREDICTION = {"model": "shapes", "detections": [], "time": 0.01, "image": {"width": 2, "height": 1}}
+
+
+def test_predict_sends_base64_json_with_only_the_options_given(server):
+    server.answer("/predict", 200, PREDICTION)
+    answer = Client(server.url).predict(b"abc", "shapes", confidence=0.3, classes=["circle"])
+    assert answer.image.width == 2 and answer.detections == []
+    sent = json.loads(server.requests[-1]["body"])
+    assert sent == {
+        "model": "shapes",
+        "confidence": 0.3,
+        "annotate": False,
+        "image": "YWJj",
+        "classes": ["circle"],
+    }
+
+
+def test_predict_multipart_sends_the_file_and_form_fields(server):
+    server.answer("/predict/file", 200, PREDICTION)
+    Client(server.url).predict(b"raw", iou=0.4, max_detections=3, classes=["a", "b"], multipart=True)
+    request = server.requests[-1]
+    message = email.parser.BytesParser().parsebytes(
+        b"content-type: " + request["headers"]["content-type"].encode() + b"\r\n\r\n" + request["body"]
+    )
+    parts = {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.get_payload()
+    }
+    assert parts == {"iou": b"0.4", "max_detections": b"3", "annotate": b"False", "classes": b"a,b", "image": b"raw"}
+
+
+@pytest.mark.parametrize(("given", "sent"), [(" k3y ", "k3y"), ("", None), ("  ", None)])
+def test_the_api_key_header_is_sent_only_when_there_is_one(server, given, sent):
+    server.answer("/models", 200, ["shapes"])
+    assert Client(server.url, api_key=given).models() == ["shapes"]
+    assert server.requests[-1]["headers"].get("x-api-key") == sent
