@@ -84,11 +84,11 @@ SCOPES: dict[str, Scope] = {
     ),
     "errors.py": Scope(
         ("yolo_service/errors.py",),
-        ("tests/unit/test_client.py", "tests/unit/test_limits.py", "tests/api/test_limits.py", "tests/api/test_api.py"),
+        ("tests/api/test_client.py", "tests/unit/test_limits.py", "tests/api/test_limits.py", "tests/api/test_api.py"),
     ),
     "client.py": Scope(
         ("yolo_service/client.py",),
-        ("tests/unit/test_client.py", "tests/api/test_api.py", "tests/frontend/test_app.py"),
+        ("tests/api/test_client.py", "tests/api/test_api.py", "tests/frontend/test_app.py"),
     ),
     "api.py": Scope(
         ("yolo_service/api.py",),

@@ -192,3 +192,79 @@ def test_a_jpeg_is_decoded_at_a_reduced_scale_only_down_to_the_target():
     assert original == (800, 400) and image.size == (200, 100)
     image, original = load_reduced(buffer.getvalue(), 201)  # a little more than 1/4: decoded at 1/2, resized
     assert original == (800, 400) and image.size == (201, 100)
+
+
+def test_unpadded_url_safe_base64_of_every_length_decodes():
+    """Padding restored for each remainder: 10 characters need 2 '=', 7 need 1, 6 need 2."""
+    for data in (b"\xfb\xff\xfe\xfb\xff\xfe\xfb", b"\xfb\xff\xfe\xfb\xff", b"\xfb\xff\xfe\xfb"):
+        text = base64.urlsafe_b64encode(data).decode().rstrip("=")
+        assert "-" in text or "_" in text
+        assert decode_base64(text) == data, text
+
+
+def jpeg_with_orientation(size: tuple[int, int], orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (0, 0, 200)).save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("orientation", "upright"),
+    [(1, (40, 20)), (2, (40, 20)), (3, (40, 20)), (4, (40, 20))] + [(turned, (20, 40)) for turned in (5, 6, 7, 8)],
+)
+def test_every_exif_orientation_gives_the_size_people_see(orientation, upright):
+    """Orientations 5 to 8 turn the image by 90 degrees: width and height swap, also in the reported original size."""
+    data = jpeg_with_orientation((40, 20), orientation)
+    assert load_image(data).size == upright
+    image, original = load_reduced(data, 20)  # reduced: the original size is what boxes map back to
+    assert original == upright and max(image.size) == 20
+
+
+def test_thirty_two_bit_float_grey_is_stretched_to_eight_bits():
+    image = Image.new("F", (4, 4), 10.0)
+    image.putpixel((0, 0), 1000.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF")
+    decoded = load_image(buffer.getvalue())
+    assert decoded.getpixel((0, 0)) == (255, 255, 255) and decoded.getpixel((1, 1)) == (0, 0, 0)
+
+
+def test_a_flat_sixteen_bit_image_decodes_black():
+    """No range to stretch (every pixel the same): no division by zero, one level."""
+    assert load_image(encode_image(Image.new("I;16", (4, 4), 300))).getpixel((2, 2)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_transparency_of_every_kind_is_flattened_on_white(mode):
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert load_image(buffer.getvalue()).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_a_palette_image_with_a_transparent_colour_is_flattened_on_white():
+    image = Image.new("P", (4, 4), 1)
+    image.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    image.putpixel((0, 0), 0)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=1)  # colour 1 (green) is transparent
+    decoded = load_image(buffer.getvalue())
+    assert decoded.getpixel((0, 0)) == (255, 0, 0) and decoded.getpixel((2, 2)) == (255, 255, 255)
+
+
+def test_a_one_pixel_strip_stays_one_pixel_high_when_reduced():
+    image, original = load_reduced(encode_image(Image.new("RGB", (3000, 1))), 100)
+    assert original == (3000, 1) and image.size == (100, 1)
+
+
+@pytest.mark.parametrize("source", [bytearray(b"x"), memoryview(b"x")])
+def test_bytes_like_sources_are_bytes(source):
+    with pytest.raises(InvalidImage, match="not an image Pillow can read \\(1 bytes\\)"):
+        load_image(source)
+
+
+def test_a_source_of_another_type_is_a_type_error():
+    with pytest.raises(TypeError, match="not int"):
+        load_image(42)  # type: ignore[arg-type]
