@@ -202,9 +202,70 @@ async def test_a_full_queue_refuses_predictions_only_and_empties_again(weights_d
         for _ in range(5):
             response = await http.post("/predict", content=b"{}", headers={"content-type": "application/json"})
             assert response.status_code == 422
-        assert queue_depth((await http.get("/metrics")).text) == 0
+        metrics = (await http.get("/metrics")).text
+        assert queue_depth(metrics) == 0
+        # Each refusal was counted once, by route and status (2 rounds x 1 per route).
+        for route in ("/predict", "/predict/file"):
+            assert f'yolo_service_requests_total{{method="POST",route="{route}",status="503"}} 2.0' in metrics
 
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+# --- error rendering --------------------------------------------------------------------------------------------
+
+
+def test_a_schema_error_lists_five_problems_and_counts_the_rest(client):
+    seven = {
+        "image": 1,
+        "model": 2,
+        "confidence": "x",
+        "iou": "y",
+        "max_detections": "z",
+        "annotate": "w",
+        "classes": 3,
+    }
+    body = assert_error(client.post("/predict", json=seven), 422, "InvalidRequest")
+    assert len(body["fields"]) == 7
+    summary = body["detail"].removeprefix("the request does not match the schema (see /docs): ")
+    assert summary.endswith(" (and 2 more)") and summary.count("; ") == 4
+    five = {"image": 1, "model": 2, "confidence": "x", "iou": "y", "max_detections": "z"}
+    body = assert_error(client.post("/predict", json=five), 422, "InvalidRequest")
+    assert len(body["fields"]) == 5 and "more)" not in body["detail"] and body["detail"].count("; ") == 4
+    six = {**five, "annotate": "w"}
+    assert assert_error(client.post("/predict", json=six), 422, "InvalidRequest")["detail"].endswith(" (and 1 more)")
+
+
+def test_a_schema_error_names_the_field_without_where_it_came_from(client):
+    body = assert_error(client.post("/predict", json={"image": "x", "confidence": 2}), 422, "InvalidRequest")
+    assert "(see /docs): confidence: " in body["detail"] and "body.confidence" not in body["detail"]
+    body = assert_error(client.post("/predict", json={"image": "x", "classes": ["a", 3]}), 422, "InvalidRequest")
+    assert body["fields"][0]["loc"] == ["body", "classes", 1]  # a list index stays a number
+    assert "(see /docs): classes.1: " in body["detail"]
+    body = assert_error(client.post("/predict", json=[]), 422, "InvalidRequest")  # the body itself is wrong
+    assert "(see /docs): body: " in body["detail"]
+
+
+def test_broken_json_says_where_it_breaks(client):
+    broken = client.post("/predict", content=b'{"image": ', headers={"content-type": "application/json"})
+    body = assert_error(broken, 422, "InvalidRequest")
+    assert body["fields"][0]["type"] == "json_invalid"
+    assert body["fields"][0]["msg"].startswith("JSON decode error: ") and len(body["fields"][0]["msg"]) > 20
+
+
+def test_an_unparsable_multipart_body_keeps_the_framework_s_reason(client):
+    response = client.post("/predict/file", content=b"--x\r\n", headers={"content-type": "multipart/form-data"})
+    body = assert_error(response, 400, "MalformedRequest")
+    assert body["detail"].startswith("Missing boundary")  # Starlette's own words, not just "Bad Request"
+
+
+def test_a_wrong_api_key_is_told_apart_from_a_missing_one(weights_dir):
+    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, api_key="k3y")
+    with TestClient(create_app(settings)) as keyed:
+        wrong = assert_error(keyed.get("/models", headers={"X-API-Key": "nope"}), 401, "Unauthorized")
+        assert "the request sent a wrong API key" in wrong["detail"]
+        missing = assert_error(keyed.post("/predict", content=padded_json(10**6)), 401, "Unauthorized")
+        assert "the request sent no API key" in missing["detail"]  # before the body is even measured
+        assert keyed.get("/ready").status_code == 200  # open paths stay open
