@@ -7,6 +7,7 @@ API is the client's other side in tests/api/test_api.py and tests/e2e.
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import http.server
 import json
@@ -87,7 +88,7 @@ def server() -> Iterator[Scripted]:
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield Scripted(f"http://127.0.0.1:{httpd.server_address[1]}", answers, requests)
@@ -261,3 +262,57 @@ def test_the_api_key_header_is_sent_only_when_there_is_one(server, given, sent):
     server.answer("/models", 200, ["shapes"])
     assert Client(server.url, api_key=given).models() == ["shapes"]
     assert server.requests[-1]["headers"].get("x-api-key") == sent
+
+
+def test_predict_takes_a_path_a_pil_image_or_bytes(server, tmp_path):
+    from PIL import Image
+
+    from yolo_service import load_image
+
+    server.answer("/predict/file", 200, PREDICTION)
+    client = Client(server.url)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (3, 2), (10, 20, 30)).save(photo)
+    client.predict(str(photo), model="shapes", multipart=True)  # the model by keyword, as the README shows
+    assert b'filename="photo.png"' in server.requests[-1]["body"]
+    client.predict(photo.read_bytes(), multipart=True)
+    assert b'filename="image"' in server.requests[-1]["body"]
+    server.answer("/predict", 200, PREDICTION)
+    transparent = Image.new("RGBA", (3, 2), (0, 0, 0, 0))  # sent with its alpha: the server flattens it on white
+    client.predict(transparent)
+    sent = base64.b64decode(json.loads(server.requests[-1]["body"])["image"])
+    assert load_image(sent).getpixel((1, 1)) == (255, 255, 255)
+    client.predict(Image.new("CMYK", (3, 2), (0, 0, 0, 0)))  # a mode PNG cannot hold: sent as RGB
+    sent = base64.b64decode(json.loads(server.requests[-1]["body"])["image"])
+    assert load_image(sent).getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_multipart_without_classes_sends_no_classes_field(server):
+    server.answer("/predict/file", 200, PREDICTION)
+    Client(server.url).predict(b"raw", multipart=True)
+    assert b'name="classes"' not in server.requests[-1]["body"]
+    assert b'name="model"' not in server.requests[-1]["body"]  # the server's default model
+
+
+def test_the_configured_api_key_is_the_default(server, monkeypatch):
+    from yolo_service.config import get_settings
+
+    server.answer("/models", 200, ["shapes"])
+    monkeypatch.setenv("YOLO_SERVICE_API_KEY", "from-env")
+    get_settings.cache_clear()
+    try:
+        Client(server.url).models()
+    finally:
+        monkeypatch.delenv("YOLO_SERVICE_API_KEY")
+        get_settings.cache_clear()
+    assert server.requests[-1]["headers"]["x-api-key"] == "from-env"
+    Client(server.url).models()  # no key configured: no header
+    assert "x-api-key" not in server.requests[-1]["headers"]
+
+
+def test_a_long_error_page_is_cut_to_two_hundred_characters(server):
+    page = b"x" * 200 + b"TAIL"
+    server.answer("/models", 502, page)
+    with pytest.raises(YoloServiceError) as info:
+        Client(server.url).models()
+    assert str(info.value) == "502 Bad Gateway: " + "x" * 200
