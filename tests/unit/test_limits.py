@@ -107,6 +107,11 @@ def test_a_detection_s_confidence_is_between_zero_and_one():
         ((0, 0, 10, 10), (3, 12, 6, 18), 0.0),  # overlapping columns, disjoint rows
         ((0, 0, 10, 10), (12, 3, 18, 6), 0.0),  # overlapping rows, disjoint columns
         ((5, 5, 5, 5), (0, 0, 10, 10), 0.0),  # a box with no area
+        ((0, 0, 10, 10), (9, 0, 19, 10), 10 / 190),  # a one-pixel-wide overlap is still an overlap
+        ((0, 0, 10, 10), (0, 9, 10, 19), 10 / 190),  # and a one-pixel-high one
+        ((0, 0, 10, 10), (10.5, 0, 20, 10), 0.0),  # half a pixel apart: disjoint, not a negative overlap
+        ((0, 0, 10, 10), (0, 10.5, 10, 20), 0.0),
+        ((0, 0, 0.5, 0.5), (0, 0, 0.5, 0.5), 1.0),  # sub-pixel boxes (a union under 1) are boxes too
     ],
 )
 def test_box_iou_known_values(a, b, iou):
@@ -268,3 +273,45 @@ def test_bytes_like_sources_are_bytes(source):
 def test_a_source_of_another_type_is_a_type_error():
     with pytest.raises(TypeError, match="not int"):
         load_image(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["F", "I;16"])
+def test_deep_grey_is_stretched_exactly_onto_0_to_255(mode):
+    """0..1020 onto 0..255: 1016 is level 254 (not 253 or 255: the scale is exactly 255 over the range)."""
+    image = Image.new(mode, (3, 1))
+    for x, value in enumerate((0, 1020, 1016)):
+        image.putpixel((x, 0), value)
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF" if mode == "F" else "PNG")
+    decoded = load_image(buffer.getvalue())
+    assert [decoded.getpixel((x, 0)) for x in range(3)] == [(0, 0, 0), (255, 255, 255), (254, 254, 254)]
+
+
+def test_eight_bit_grey_keeps_its_levels():
+    image = Image.new("L", (2, 1), 51)
+    image.putpixel((1, 0), 200)
+    decoded = load_image(encode_image(image))
+    assert decoded.getpixel((0, 0)) == (51, 51, 51) and decoded.getpixel((1, 0)) == (200, 200, 200)
+
+
+def test_jpeg_quality_is_applied():
+    noisy = Image.effect_noise((64, 64), 60).convert("RGB")
+    small, large = encode_image(noisy, "JPEG", quality=10), encode_image(noisy, "JPEG", quality=95)
+    assert len(small) < len(large) / 2
+    assert encode_image(noisy, "jpeg", quality=10) == small  # the format's case does not matter
+
+
+def test_url_safe_base64_with_only_one_of_its_two_characters():
+    assert decode_base64("--8=") == b"\xfb\xef"  # standard "++8="
+    assert decode_base64("__8=") == b"\xff\xff"  # standard "//8="
+
+
+def test_a_long_text_that_is_not_a_path_names_its_first_200_characters():
+    text = "A" * 5000  # too long for a file name: ENAMETOOLONG, reported as a missing file
+    with pytest.raises(FileNotFoundError) as info:
+        load_image(text)
+    assert info.value.filename == "A" * 200
+
+
+def test_the_source_can_be_named(png):
+    assert load_image(source=png, max_bytes=len(png)).size == (64, 48)
