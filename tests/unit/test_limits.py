@@ -315,3 +315,29 @@ def test_a_long_text_that_is_not_a_path_names_its_first_200_characters():
 
 def test_the_source_can_be_named(png):
     assert load_image(source=png, max_bytes=len(png)).size == (64, 48)
+
+
+def test_a_large_jpeg_is_never_decoded_at_full_size(tmp_path):
+    """A 6000x6000 JPEG for a 640-pixel model is decoded at 1/8 scale: its 108 MB of RGB pixels never exist.
+
+    Measured as the peak memory of a fresh process (``ru_maxrss``) around one decode.
+    """
+    import subprocess
+    import sys
+
+    path = tmp_path / "large.jpg"
+    Image.new("L", (6000, 6000), 128).save(path, "JPEG")
+    code = (
+        "import resource, sys\n"
+        "from yolo_service.images import load_reduced\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "image, original = load_reduced(data, 640, max_pixels=40_000_000)\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(image.size, original, grown // 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    sizes, grown_mb = result.stdout.rsplit(" ", 1)[0], int(result.stdout.split()[-1])
+    assert sizes == "(640, 640) (6000, 6000)"
+    assert grown_mb < 30, f"decoding grew the process by {grown_mb} MB"
