@@ -190,3 +190,17 @@ def test_the_layout_is_told_apart_by_the_shape():
     assert boxes.tolist() == [[40, 40, 60, 60]]  # eight identical anchors: NMS keeps one
     square = yolo11_head([(50, 50, 20, 20, 0.9, 0.0)] * 6)  # [1, 6, 6]: ambiguous, read as YOLO11
     assert len(decode_output(square, confidence=0.25, iou=0.5, class_ids=None, max_detections=10)[0]) == 1
+
+
+@pytest.mark.parametrize("rows", [5, 7, 300])
+def test_an_end_to_end_head_of_any_length_is_recognised(rows):
+    head = end_to_end_head([(0, 0, 10, 10, 0.9, 1)] * rows)
+    boxes, _, _ = decode_output(output=head, confidence=0.25, iou=0.5, class_ids=None, max_detections=1000)
+    assert len(boxes) == rows  # not mistaken for a YOLO11 head (whose NMS would keep one)
+
+
+def test_more_candidates_than_nms_takes_keeps_the_best():
+    """Over 30000 candidates, NMS sees the 30000 best: the single best one is among them and wins."""
+    rows = [(50, 50, 20, 20, 0.5, 0.0)] * 30_000 + [(50, 50, 20, 20, 0.99, 0.0)]
+    boxes, scores, _ = decode_output(yolo11_head(rows), confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
+    assert boxes.tolist() == [[40, 40, 60, 60]] and scores.tolist() == pytest.approx([0.99])
