@@ -12,8 +12,8 @@ cover the module against it; a mutant the tests do not fail on *survived*: a cha
   schemathesis, nbval and playwright cost seconds per run and none of these tests use them.
 - **Operators:** Cosmic Ray's core set, with each arithmetic operator and comparison replaced by its
   nearest opposite only (:func:`operator_kept`); nothing in type annotations (``str | None``).
-- **Equivalent mutants** (a change that cannot change behaviour) are listed by name in
-  :data:`EQUIVALENT` with the reason; they are not run and not counted, and printed once.
+- **Equivalent mutants** (a change that cannot change behaviour) are listed by name, with the reason,
+  in ``mutation-equivalents.json`` next to this script; they are not run and not counted, and printed once.
 
 Every mutant runs in a copy of the tree (``--tree``, default: this checkout) in a temporary directory,
 so the working tree is never edited. ``make mutation`` runs it under ``nice -n 19``, one module at a time.
@@ -131,8 +131,11 @@ def operator_kept(name: str) -> bool:
     return True
 
 
-#: Mutants that cannot change behaviour, by name (see ``--list``), with the reason.
-EQUIVALENT: dict[str, str] = {}
+#: Mutants that cannot change behaviour, by name (see ``--list``), with the reason: mutation-equivalents.json.
+EQUIVALENT: dict[str, str] = {
+    entry["mutant"]: entry["why"]
+    for entry in json.loads((Path(__file__).with_name("mutation-equivalents.json")).read_text())
+}
 
 PYTEST = (
     "-x -q -p no:cacheprovider -m 'not slow' -p anyio.pytest_plugin -p pytest_timeout "

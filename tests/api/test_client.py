@@ -316,3 +316,14 @@ def test_a_long_error_page_is_cut_to_two_hundred_characters(server):
     with pytest.raises(YoloServiceError) as info:
         Client(server.url).models()
     assert str(info.value) == "502 Bad Gateway: " + "x" * 200
+
+
+def test_model_info_from_a_server_that_does_not_say_which_model_is_the_default(server):
+    """``default`` is optional in the contract (older servers did not send it): it reads as False."""
+    server.answer(
+        "/models/shapes",
+        200,
+        {"name": "shapes", "source": "bundled", "description": "d", "loaded": True, "available_offline": True},
+    )
+    info = Client(server.url).model_info("shapes")
+    assert info.default is False and info.classes is None and info.loaded is True

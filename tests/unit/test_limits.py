@@ -341,3 +341,9 @@ def test_a_large_jpeg_is_never_decoded_at_full_size(tmp_path):
     sizes, grown_mb = result.stdout.rsplit(" ", 1)[0], int(result.stdout.split()[-1])
     assert sizes == "(640, 640) (6000, 6000)"
     assert grown_mb < 30, f"decoding grew the process by {grown_mb} MB"
+
+
+def test_a_palette_image_with_alpha_given_as_a_pil_image_is_flattened_on_white():
+    image = Image.new("PA", (3, 3))  # palette index 0, alpha 0: transparent
+    image.putpalette([255, 0, 0] * 256)
+    assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
