@@ -25,6 +25,7 @@ Usage::
     python scripts/mutation.py --list                   # the mutants in scope, by name, without running them
     python scripts/mutation.py --sample 40              # 40 mutants per module (the same 40 in every checkout)
     python scripts/mutation.py --json out.json --tree /path/to/another/checkout
+    python scripts/mutation.py --report before.json after.json   # a markdown table of both
 """
 
 from __future__ import annotations
@@ -361,6 +362,26 @@ def run_module(module: str, tree: Path, work: Path, list_only: bool = False, siz
     return result
 
 
+def report(before: dict, after: dict) -> str:
+    """Two ``--json`` results side by side (markdown): the score per module, what survived, what is equivalent."""
+    lines = [
+        "| module | mutants before | score before | mutants after | equivalent after | score after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for module in after:
+        b, a = before.get(module, {}), after[module]
+        lines.append(
+            f"| {a['module']} | {b.get('counted', '-')} | {b.get('score', '-')} % | {a['counted']} | "
+            f"{len(a['equivalent'])} | {a['score']} % |"
+        )
+    lines += ["", "Surviving after:", ""]
+    lines += [f"- `{name}`" for r in after.values() for name in r["survivors"]] or ["- none"]
+    equivalent = sorted({n for r in (*before.values(), *after.values()) for n in r["equivalent"]})
+    lines += ["", "Equivalent (not counted), in either run:", ""]
+    lines += [f"- `{name}`: {EQUIVALENT.get(name, '?')}" for name in equivalent] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"default: every module ({', '.join(SCOPES)})", metavar="MODULE")
@@ -368,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--list", action="store_true", help="name the mutants in scope; run nothing")
     parser.add_argument("--sample", type=int, help="per module, only this many mutants (the same ones in every run)")
+    parser.add_argument("--report", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="compare two --json files")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(*(json.loads(path.read_text()) for path in args.report)), end="")
+        return 0
     modules = args.modules or list(SCOPES)
     if unknown := sorted(set(modules) - set(SCOPES)):
         parser.error(f"unknown module {', '.join(unknown)}; choose from {', '.join(SCOPES)}")
