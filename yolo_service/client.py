@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from contextvars import ContextVar
 from http import HTTPStatus
@@ -46,19 +47,22 @@ MAX_DETAIL_CHARS = 1000
 
 def normalize_url(url: str) -> str:
     """A backend URL as the client calls it: no surrounding space or trailing slash, ``http://`` when no scheme."""
-    url = url.strip().rstrip("/")
-    return url if url.startswith(("http://", "https://")) else "http://" + url
+    url = url.strip()
+    if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url):
+        url = "http://" + url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}"
 
 
 def origin(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` the client connects to: ``localhost:8000`` is ``("http", "localhost", 8000)``.
 
     Parsed by httpx, the parser the connection itself uses, so ``http://good:80@evil`` is ``evil``.
-    Raises ``httpx.InvalidURL`` for a URL httpx cannot call.
+    Raises ``httpx.InvalidURL`` for a URL the client cannot call (no host, not http or https).
     """
     parsed = httpx.URL(normalize_url(url))
-    if not parsed.host:
-        raise httpx.InvalidURL(f"no host in {url!r}")
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise httpx.InvalidURL(f"{url!r} is not an http:// or https:// URL with a host")
     return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
@@ -182,6 +186,13 @@ class Client:
         max_response_bytes: int | None = None,
     ) -> None:
         self.url = normalize_url(url)
+        try:
+            origin(self.url)
+        except httpx.InvalidURL as exc:
+            raise BackendUnreachable(
+                f"{url!r} is not a backend URL ({exc}): give one such as http://localhost:8000 "
+                "or the https://…run.app URL of a Cloud Run service"
+            ) from exc
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes or get_settings().client_max_response_bytes
         if api_key is None:
