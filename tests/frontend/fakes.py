@@ -163,3 +163,23 @@ class EndlessBackend(_Server):
                 pass
 
         super().__init__(Handler)
+
+
+class RedirectBackend(_Server):
+    """Answers every request ``307 Temporary Redirect`` to the same path on ``target``."""
+
+    def __init__(self, target: str) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(307)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+        super().__init__(Handler)

@@ -13,7 +13,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.frontend.fakes import EndlessBackend, KitBackend, KitStrings, markdown_payload
+from tests.frontend.fakes import EndlessBackend, KitBackend, KitStrings, RedirectBackend, markdown_payload
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -92,6 +92,18 @@ def test_a_typed_key_goes_where_the_visitor_sends_it(settings_env):
         assert stranger.keys() == {"the-visitors-key"}
         is_alive_then_predict(typed_default)  # to the configured backend too: a typed key replaces the server's
         assert configured.keys() == {"the-visitors-key"}
+
+
+def test_a_redirect_is_not_followed_so_the_key_stays_with_the_configured_backend(settings_env):
+    """httpx drops Authorization on a redirect to another host, not X-API-Key: following would hand the key on."""
+    with KitBackend() as stranger, RedirectBackend(stranger.url) as configured:
+        settings_env(BACKEND_URL=configured.url, YOLO_SERVICE_API_KEY=SERVER_KEY)
+        at = page()
+        at.button(key="is_alive").click().run()
+        assert not at.exception
+        assert at.sidebar.error[0].value.startswith("The backend failed to answer")
+        assert at.sidebar.text[0].value.startswith("307 Temporary Redirect: a redirect, which the client does not")
+        assert stranger.seen == []
 
 
 def test_without_editable_backends_the_url_box_is_fixed_and_other_urls_are_refused(settings_env):
