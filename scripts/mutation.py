@@ -89,7 +89,12 @@ SCOPES: dict[str, Scope] = {
     ),
     "client.py": Scope(
         ("yolo_service/client.py",),
-        ("tests/api/test_client.py", "tests/api/test_api.py", "tests/frontend/test_app.py"),
+        (
+            "tests/api/test_client.py",
+            "tests/api/test_api.py",
+            "tests/frontend/test_untrusted_backends.py",
+            "tests/frontend/test_app.py",
+        ),
     ),
     "api.py": Scope(
         ("yolo_service/api.py",),

@@ -41,6 +41,7 @@ class Answer:
     body: bytes = b"{}"
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
     delay: float = 0.0
+    chunked: bool = False  # no Content-Length: the body's size is known only once read
 
 
 @dataclass
@@ -78,6 +79,14 @@ def server() -> Iterator[Scripted]:
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
+            if answer.chunked:
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for start in range(0, len(answer.body), 1000):
+                    piece = answer.body[start : start + 1000]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+                return
             self.send_header("content-length", str(len(answer.body)))
             self.end_headers()
             self.wfile.write(answer.body)
@@ -165,12 +174,15 @@ def test_ready_raises_when_nothing_answers():
     ],
 )
 def test_an_answer_without_an_error_name_is_typed_by_its_status(server, status, error):
-    """E.g. a proxy's 413 page in front of the API: still an ImageTooLarge for the caller."""
+    """E.g. a proxy's 413 page in front of the API: still an ImageTooLarge for the caller, its text not echoed."""
     server.answer("/models", status, b"<html><body>proxy says no</body></html>")
     with pytest.raises(YoloServiceError) as info:
         Client(server.url).models()
     assert type(info.value) is error
-    assert str(info.value).startswith(f"{status} ") and "proxy says no" in str(info.value)
+    assert str(info.value).startswith(f"{status} ") and "not the JSON error of a yolo-service backend" in str(
+        info.value
+    )
+    assert "proxy says no" not in str(info.value)
 
 
 def test_the_error_name_wins_over_the_status_and_an_unknown_one_falls_back_to_it(server):
@@ -178,12 +190,14 @@ def test_the_error_name_wins_over_the_status_and_an_unknown_one_falls_back_to_it
     with pytest.raises(Overloaded, match="^the server is busy$") as info:
         Client(server.url).models()
     assert info.value.retry_after == 4
-    server.answer("/models", 404, {"detail": "gone", "error": "SomethingNew"})
-    with pytest.raises(UnknownModel, match="^gone$"):
+    server.answer("/models", 404, {"detail": "gone", "error": "SomethingNew"})  # not the kit's: typed by status
+    with pytest.raises(UnknownModel, match="^404 Not Found: not the JSON error"):
         Client(server.url).models()
 
 
-@pytest.mark.parametrize(("header", "seconds"), [("9", 9), ("soon", None), ("", None)])
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("9", 9), ("99999", 99999), ("123456", None), ("soon", None), ("", None)]
+)
 def test_retry_after_is_read_when_it_is_a_number(server, header, seconds):
     server.answer("/ready", 500, {"detail": "x", "error": "InternalError"}, **{"retry-after": header})
     with pytest.raises(InternalError) as info:
@@ -191,10 +205,11 @@ def test_retry_after_is_read_when_it_is_a_number(server, header, seconds):
     assert info.value.retry_after == seconds
 
 
-def test_a_list_detail_is_shown_with_the_status(server):
+def test_a_list_detail_is_typed_by_the_status_and_not_echoed(server):
     server.answer("/models", 422, {"detail": [{"loc": ["body", "image"], "msg": "Field required"}]})
-    with pytest.raises(InvalidRequest, match="^422 Unprocessable Entity: .*Field required"):
+    with pytest.raises(InvalidRequest, match="^422 Unprocessable Entity: not the JSON error") as info:
         Client(server.url).models()
+    assert "Field required" not in str(info.value)
 
 
 def test_a_success_that_is_not_json_or_not_the_contract_is_a_typed_error(server):
@@ -310,12 +325,12 @@ def test_the_configured_api_key_is_the_default(server, monkeypatch):
     assert "x-api-key" not in server.requests[-1]["headers"]
 
 
-def test_a_long_error_page_is_cut_to_two_hundred_characters(server):
-    page = b"x" * 200 + b"TAIL"
-    server.answer("/models", 502, page)
-    with pytest.raises(YoloServiceError) as info:
+@pytest.mark.parametrize(("length", "shown"), [(1000, "x" * 1000), (1001, "x" * 1000 + "…")])
+def test_a_long_error_detail_is_cut_at_a_thousand_characters(server, length, shown):
+    server.answer("/models", 500, {"detail": "x" * length, "error": "InternalError"})
+    with pytest.raises(InternalError) as info:
         Client(server.url).models()
-    assert str(info.value) == "502 Bad Gateway: " + "x" * 200
+    assert str(info.value) == shown
 
 
 def test_model_info_from_a_server_that_does_not_say_which_model_is_the_default(server):
@@ -327,3 +342,50 @@ def test_model_info_from_a_server_that_does_not_say_which_model_is_the_default(s
     )
     info = Client(server.url).model_info("shapes")
     assert info.default is False and info.classes is None and info.loaded is True
+
+
+# --- what the client reads: the size cap at its boundary, nothing compressed, no redirect ----------------------------
+
+
+def json_of_size(size: int) -> bytes:
+    """A JSON list of one string, exactly ``size`` bytes long."""
+    return b'["' + b"x" * (size - 4) + b'"]'
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_answer_of_exactly_the_cap_is_read_one_byte_more_is_refused(server, chunked):
+    cap = 4096
+    server.answers["/models"] = Answer(200, json_of_size(cap), chunked=chunked)
+    assert Client(server.url, max_response_bytes=cap).models() == ["x" * (cap - 4)]
+    server.answers["/models"] = Answer(200, json_of_size(cap + 1), chunked=chunked)
+    with pytest.raises(YoloServiceError, match="answered more than 4,096 bytes") as info:
+        Client(server.url, max_response_bytes=cap).models()
+    assert type(info.value) is YoloServiceError
+
+
+def test_a_compressed_answer_is_refused(server):
+    server.answer("/models", 200, ["shapes"], **{"content-encoding": "gzip"})
+    with pytest.raises(YoloServiceError, match="answered a compressed body \\(gzip\\)"):
+        Client(server.url).models()
+
+
+def test_a_redirect_is_not_followed(server):
+    server.answer("/models", 307, b"", location="http://127.0.0.1:9/models")
+    with pytest.raises(YoloServiceError, match="^307 Temporary Redirect: a redirect, which the client does not follow"):
+        Client(server.url).models()
+    assert [r["path"] for r in server.requests] == ["/models"]
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("localhost:8000", "http://localhost:8000"),
+        ("  localhost:8000/ ", "http://localhost:8000"),
+        ("https://x.run.app/", "https://x.run.app"),
+        ("HTTP://Host:1", "HTTP://Host:1"),  # a scheme in capitals is a scheme
+    ],
+)
+def test_urls_are_normalised(given, url):
+    from yolo_service.client import normalize_url
+
+    assert normalize_url(given) == url == Client(given).url
