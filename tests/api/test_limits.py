@@ -269,3 +269,19 @@ def test_a_wrong_api_key_is_told_apart_from_a_missing_one(weights_dir):
         missing = assert_error(keyed.post("/predict", content=padded_json(10**6)), 401, "Unauthorized")
         assert "the request sent no API key" in missing["detail"]  # before the body is even measured
         assert keyed.get("/ready").status_code == 200  # open paths stay open
+
+
+# --- the request log ---------------------------------------------------------------------------------------------
+
+
+def test_each_request_is_logged_once_with_its_status_and_a_duration_in_milliseconds(client, caplog):
+    with caplog.at_level("INFO", logger="yolo_service.api"):
+        client.get("/health")
+        client.post("/predict", content=padded_json(10**6), headers={"content-type": "application/json"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.api"]
+    health = [line for line in lines if "GET /health 200 " in line]
+    refused = [line for line in lines if "POST /predict 413 " in line]  # refused before any route: logged too
+    assert len(health) == 1 and len(refused) == 1, lines
+    for line in health + refused:
+        milliseconds = float(line.split()[-2])
+        assert line.endswith(" ms") and 0 <= milliseconds < 60_000, line
