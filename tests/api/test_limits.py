@@ -142,45 +142,49 @@ def test_only_unavailability_says_when_to_retry(client, image):
 # --- admission: the request queue ------------------------------------------------------------------------------
 
 
-#: A body without an image for each predict route (answered 422), and its content type.
-NO_IMAGE = {
-    "/predict": (b"{}", "application/json"),
-    "/predict/file": (
-        b'--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nshapes\r\n--x--\r\n',
-        "multipart/form-data; boundary=x",
-    ),
-}
-
-
-async def held_request(http: httpx.AsyncClient, path: str, release: anyio.Event, statuses: list[int]) -> None:
-    """A predict request whose body arrives only once ``release`` is set: it stays in flight until then."""
-    data, kind = NO_IMAGE[path]
-
-    async def body():
-        await release.wait()
-        yield data
-
-    response = await http.post(path, content=body(), headers={"content-type": kind})
-    statuses.append(response.status_code)
-
-
 def queue_depth(metrics: str) -> float:
     line = next(line for line in metrics.splitlines() if line.startswith("yolo_service_queue_depth "))
     return float(line.split()[1])
 
 
 @pytest.mark.anyio
-async def test_a_full_queue_refuses_predictions_only_and_empties_again(weights_dir):
-    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, max_queue=2, retry_after=3)
+async def test_a_full_queue_refuses_predictions_only_and_empties_again(weights_dir, image):
+    """Every worker slot busy (the test holds the one slot), two predictions wait: the queue is full.
+
+    A third prediction, on either route, is refused with 503 Overloaded and Retry-After, before its
+    body is read; anything that is not a prediction is answered as usual. Once the slot is free, both
+    waiting requests are answered and the queue is empty again, twice in a row.
+    """
+    settings = Settings(
+        weights_dir=weights_dir,
+        offline=True,
+        preload=False,
+        engine="onnxruntime",
+        workers=1,
+        max_queue=2,
+        retry_after=3,
+    )
     app = create_app(settings)
+    service = app.state.service
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as http:
+    scene = encode_image(sample_scene()[0].resize((160, 120)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
+
+        async def predict(path: str, statuses: list[int]) -> None:
+            if path == "/predict":
+                response = await http.post(path, json={"image": image, "model": "shapes"})
+            else:
+                response = await http.post(path, data={"model": "shapes"}, files={"image": scene})
+            statuses.append(response.status_code)
+
         for _ in range(2):  # twice: the count returns to zero after each round
-            release, statuses = anyio.Event(), []
+            statuses: list[int] = []
+            holder = object()
+            await service.slots.acquire_on_behalf_of(holder)  # the one worker slot is busy
             async with anyio.create_task_group() as group:
-                group.start_soon(held_request, http, "/predict", release, statuses)
-                group.start_soon(held_request, http, "/predict/file", release, statuses)
-                with anyio.fail_after(10):
+                group.start_soon(predict, "/predict", statuses)
+                group.start_soon(predict, "/predict/file", statuses)
+                with anyio.fail_after(30):
                     while queue_depth((await http.get("/metrics")).text) < 2:
                         await anyio.sleep(0.01)
                 # Full: one more prediction on either route is refused before its body is read.
@@ -195,13 +199,12 @@ async def test_a_full_queue_refuses_predictions_only_and_empties_again(weights_d
                 assert (await http.get("/predict")).status_code == 405  # a predict path, not a prediction
                 assert (await http.post("/models/shapes")).status_code == 405
                 assert queue_depth((await http.get("/metrics")).text) == 2
-                release.set()
-            assert sorted(statuses) == [422, 422]  # both held requests were answered (their body has no image)
+                service.slots.release_on_behalf_of(holder)
+            assert statuses == [200, 200]  # both waiting requests were answered
             assert queue_depth((await http.get("/metrics")).text) == 0
         # One at a time, many in a row: each leaves the queue as it found it.
         for _ in range(5):
-            response = await http.post("/predict", content=b"{}", headers={"content-type": "application/json"})
-            assert response.status_code == 422
+            assert (await http.post("/predict", json={"image": image, "model": "shapes"})).status_code == 200
         metrics = (await http.get("/metrics")).text
         assert queue_depth(metrics) == 0
         # Each refusal was counted once, by route and status (2 rounds x 1 per route).
