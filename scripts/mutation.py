@@ -349,6 +349,7 @@ def run_module(module: str, tree: Path, work: Path, list_only: bool = False, siz
             else:  # the mutated module does not even import, or the worker crashed: the tests notice that
                 mutant.outcome = "killed"
     counted = [m for m in mutants if m.outcome != "equivalent"]
+    result["killed_names"] = [m.name for m in counted if m.outcome == "killed"]
     killed = sum(m.outcome == "killed" for m in counted)
     survivors = [m.name for m in counted if m.outcome == "survived"]
     result.update(
@@ -367,8 +368,26 @@ def run_module(module: str, tree: Path, work: Path, list_only: bool = False, siz
     return result
 
 
+def with_equivalents(results: dict) -> dict:
+    """``results`` (from ``--json``) recounted with today's :data:`EQUIVALENT` list: a run made before a
+    mutant was found equivalent counted it as a survivor (an equivalent mutant cannot be killed)."""
+    recounted = {}
+    for module, r in results.items():
+        moved = [name for name in r["survivors"] if name in EQUIVALENT]
+        counted = r["counted"] - len(moved)
+        recounted[module] = r | {
+            "survivors": [name for name in r["survivors"] if name not in EQUIVALENT],
+            "equivalent": sorted({*r["equivalent"], *moved}),
+            "counted": counted,
+            "survived": r["survived"] - len(moved),
+            "score": round(100 * r["killed"] / counted, 1) if counted else 100.0,
+        }
+    return recounted
+
+
 def report(before: dict, after: dict) -> str:
     """Two ``--json`` results side by side (markdown): the score per module, what survived, what is equivalent."""
+    before, after = with_equivalents(before), with_equivalents(after)
     lines = [
         "| module | mutants before | score before | mutants after | equivalent after | score after |",
         "|---|---|---|---|---|---|",
