@@ -85,7 +85,13 @@ SCOPES: dict[str, Scope] = {
     ),
     "errors.py": Scope(
         ("yolo_service/errors.py",),
-        ("tests/api/test_client.py", "tests/unit/test_limits.py", "tests/api/test_limits.py", "tests/api/test_api.py"),
+        (
+            "tests/unit/test_errors.py",
+            "tests/api/test_client.py",
+            "tests/unit/test_limits.py",
+            "tests/api/test_limits.py",
+            "tests/api/test_api.py",
+        ),
     ),
     "client.py": Scope(
         ("yolo_service/client.py",),
