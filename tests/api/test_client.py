@@ -42,6 +42,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
     delay: float = 0.0
     chunked: bool = False  # no Content-Length: the body's size is known only once read
+    pause: float = 0.0  # seconds between chunks (a backend that trickles)
 
 
 @dataclass
@@ -84,7 +85,12 @@ def server() -> Iterator[Scripted]:
                 self.end_headers()
                 for start in range(0, len(answer.body), 1000):
                     piece = answer.body[start : start + 1000]
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    try:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
+                    time.sleep(answer.pause)
                 self.wfile.write(b"0\r\n\r\n")
                 return
             self.send_header("content-length", str(len(answer.body)))
@@ -389,3 +395,66 @@ def test_urls_are_normalised(given, url):
     from yolo_service.client import normalize_url
 
     assert normalize_url(given) == url == Client(given).url
+
+
+def test_a_backend_that_trickles_its_answer_is_cut_at_the_whole_exchange_s_deadline(server):
+    """One chunk every 0.2 s keeps each read under the timeout; the whole answer would take 4 s: cut at 1 s."""
+    server.answers["/models"] = Answer(200, json_of_size(20_000), chunked=True, pause=0.2)
+    with pytest.raises(BackendUnreachable, match="did not answer in time"):  # not the whole list, 4 s later
+        Client(server.url, timeout=1.0).models()
+
+
+def test_an_exchange_well_within_a_short_deadline_succeeds(server):
+    server.answer("/health", 200, {"status": "ok"})
+    assert Client(server.url, timeout=0.5).health() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("version", "ok"), [("1" * 100, True), ("1" * 101, False), (42, False), (["1.0"], False)])
+def test_a_version_is_a_short_string(server, version, ok):
+    server.answer("/version", 200, version)
+    if ok:
+        assert Client(server.url).version() == version
+    else:
+        with pytest.raises(YoloServiceError, match="is not a version"):
+            Client(server.url).version()
+
+
+@pytest.mark.parametrize(("names", "ok"), [(["shapes", "yolo26n"], True), ([], True), ({"a": 1}, False), ([1], False)])
+def test_models_is_a_list_of_names(server, names, ok):
+    server.answer("/models", 200, names)
+    if ok:
+        assert Client(server.url).models() == names
+    else:
+        with pytest.raises(YoloServiceError, match="is not a list of names"):
+            Client(server.url).models()
+
+
+def test_an_error_name_without_a_detail_is_not_the_kit_s_error(server):
+    server.answer("/models", 400, {"error": "InvalidImage"})
+    with pytest.raises(InvalidImage, match="^400 Bad Request: not the JSON error"):
+        Client(server.url).models()
+    server.answer("/models", 400, {"error": "InvalidImage", "detail": ["not", "text"]})
+    with pytest.raises(InvalidImage, match="^400 Bad Request: not the JSON error"):
+        Client(server.url).models()
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("localhost:8000", ("http", "localhost", 8000)),
+        ("http://example.org", ("http", "example.org", 80)),
+        ("https://x.run.app/", ("https", "x.run.app", 443)),
+        ("https://x.run.app:8443", ("https", "x.run.app", 8443)),
+        ("http://good:80@evil", ("http", "evil", 80)),  # what the connection really reaches
+    ],
+)
+def test_the_origin_a_url_connects_to(url, where):
+    from yolo_service.client import origin
+
+    assert origin(url) == where
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org", "http://", "file:///etc/passwd"])
+def test_a_url_that_is_no_backend_is_refused_at_once(url):
+    with pytest.raises(BackendUnreachable, match="is not a backend URL"):
+        Client(url)
