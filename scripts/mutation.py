@@ -332,7 +332,9 @@ def run_module(module: str, tree: Path, work: Path, list_only: bool = False, siz
     clean = subprocess.run(command, shell=True, cwd=tree, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if clean.returncode:
-        raise SystemExit(f"{module}: the tests fail without any mutant:\n{clean.stdout[-3000:]}")
+        # No score without a green baseline: say so and go on with the next module.
+        print(f"{module}: the tests fail without any mutant: no score\n{clean.stdout[-3000:]}", flush=True)
+        return result | {"error": "the tests fail without any mutant", "output": clean.stdout[-3000:]}
     write_config(max(60.0, 4 * seconds))
     print(
         f"{module}: {len(mutants)} mutants of {path}; tests: {' '.join(tests)} ({seconds:.0f} s unmutated)", flush=True
@@ -439,11 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.list:
         print("\nmodule        mutants  equivalent  killed  survived  score")
         for module, r in results.items():
+            if "error" in r:
+                print(f"{module:<13} {r['error']}")
+                continue
             print(
                 f"{module:<13} {r['counted']:>7}  {len(r['equivalent']):>10}  {r['killed']:>6}  "
                 f"{r['survived']:>8}  {r['score']:>5} %"
             )
-        listed = sorted({n for r in results.values() for n in r["equivalent"]})
+        listed = sorted({n for r in results.values() for n in r.get("equivalent", ())})
         if listed:
             print("\nequivalent (not counted):")
             for name in listed:
