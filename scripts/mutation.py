@@ -381,6 +381,9 @@ def with_equivalents(results: dict) -> dict:
     mutant was found equivalent counted it as a survivor (an equivalent mutant cannot be killed)."""
     recounted = {}
     for module, r in results.items():
+        if "error" in r:
+            recounted[module] = r
+            continue
         moved = [name for name in r["survivors"] if name in EQUIVALENT]
         counted = r["counted"] - len(moved)
         recounted[module] = r | {
@@ -402,13 +405,16 @@ def report(before: dict, after: dict) -> str:
     ]
     for module in after:
         b, a = before.get(module, {}), after[module]
+        if "error" in a or "error" in b:
+            lines.append(f"| {a['module']} | no score: {a.get('error') or b.get('error')} |")
+            continue
         lines.append(
             f"| {a['module']} | {b.get('counted', '-')} | {b.get('score', '-')} % | {a['counted']} | "
             f"{len(a['equivalent'])} | {a['score']} % |"
         )
     lines += ["", "Surviving after:", ""]
-    lines += [f"- `{name}`" for r in after.values() for name in r["survivors"]] or ["- none"]
-    equivalent = sorted({n for r in (*before.values(), *after.values()) for n in r["equivalent"]})
+    lines += [f"- `{name}`" for r in after.values() for name in r.get("survivors", ())] or ["- none"]
+    equivalent = sorted({n for r in (*before.values(), *after.values()) for n in r.get("equivalent", ())})
     lines += ["", "Equivalent (not counted), in either run:", ""]
     lines += [f"- `{name}`: {EQUIVALENT.get(name, '?')}" for name in equivalent] or ["- none"]
     return "\n".join(lines) + "\n"
