@@ -14,6 +14,7 @@ import io
 import math
 import os
 import re
+import struct
 import sys
 import warnings
 from pathlib import Path
@@ -30,8 +31,8 @@ __all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "load
 # (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
 # WebP "could not create decoder object"), SyntaxError and ValueError (bad PNG/JPEG structure,
 # oversized PNG text), EOFError, and, from mutated TIFF headers, TypeError and OverflowError
-# (a tag of the wrong type or size used as a file offset).
-CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError)
+# (a tag of the wrong type or size used as a file offset); struct.error from an EXIF block cut short.
+CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError, struct.error)
 
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 
@@ -178,7 +179,7 @@ def _orientation(image: Image.Image) -> int:
     """The EXIF orientation (1: upright; 2-8: mirrored and/or turned), 1 when unreadable."""
     try:
         value = image.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, struct.error):
         return 1
     return value if isinstance(value, int) else 1
 

@@ -6,6 +6,7 @@ carry ``Retry-After``.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 
@@ -288,3 +289,11 @@ def test_each_request_is_logged_once_with_its_status_and_a_duration_in_milliseco
     for line in health + refused:
         milliseconds = float(line.split()[-2])
         assert line.endswith(" ms") and 0 <= milliseconds < 60_000, line
+
+
+def test_an_image_with_an_exif_block_cut_short_is_served_not_a_500(client):
+    buffer = io.BytesIO()
+    sample_scene()[0].resize((160, 120)).save(buffer, "PNG", exif=b"II*\x00")  # Pillow: struct.error
+    response = client.post("/predict", json={"image": encode_base64(buffer.getvalue()), "model": "shapes"})
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"width": 160, "height": 120}

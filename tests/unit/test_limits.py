@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 
 import pytest
 from PIL import Image
@@ -347,3 +348,20 @@ def test_a_palette_image_with_alpha_given_as_a_pil_image_is_flattened_on_white()
     image = Image.new("PA", (3, 3))  # palette index 0, alpha 0: transparent
     image.putpalette([255, 0, 0] * 256)
     assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    "exif",
+    [
+        b"garbage!",  # not a TIFF header: Pillow raises SyntaxError
+        b"II*\x00",  # a TIFF header cut short: Pillow raises struct.error (once a 500 from the API)
+        b"II+\x00\x08\x00\x00\x00",  # a TIFF header with a wrong magic number: struct.error too
+    ],
+)
+def test_an_unreadable_exif_block_leaves_the_image_upright(exif):
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 4), (0, 0, 200)).save(buffer, "PNG", exif=exif)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF data
+        decoded = load_image(buffer.getvalue())
+    assert decoded.size == (8, 4) and decoded.getpixel((1, 1)) == (0, 0, 200)
