@@ -365,3 +365,17 @@ def test_an_unreadable_exif_block_leaves_the_image_upright(exif):
         warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF data
         decoded = load_image(buffer.getvalue())
     assert decoded.size == (8, 4) and decoded.getpixel((1, 1)) == (0, 0, 200)
+
+
+def test_a_detection_scales_each_axis_by_its_own_factor_and_rounds():
+    d = Detection(x_min=10, y_min=20, x_max=31, y_max=43, class_name="square", class_id=1, confidence=0.5)
+    assert d.scaled(0.5, 0.25).box == (5, 5, 16, 11)  # 15.5 -> 16, 10.75 -> 11
+    assert d.scaled(2, 3).box == (20, 60, 62, 129)
+    assert d.scaled(0.5, 0.25).confidence == 0.5 and d.scaled(2, 3).class_name == "square"
+
+
+def test_a_scaled_detection_stays_within_the_bounds_given():
+    d = Detection(x_min=10, y_min=20, x_max=30, y_max=40, class_name="square", class_id=1, confidence=0.5)
+    assert d.scaled(2, 2, bounds=(50, 70)).box == (20, 40, 50, 70)  # 60 and 80 clipped to the image
+    assert d.scaled(2, 2, bounds=(100, 100)).box == (20, 40, 60, 80)  # inside: unchanged
+    assert d.scaled(2, 2).box == (20, 40, 60, 80)
