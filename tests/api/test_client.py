@@ -43,6 +43,7 @@ class Answer:
     delay: float = 0.0
     chunked: bool = False  # no Content-Length: the body's size is known only once read
     pause: float = 0.0  # seconds between chunks (a backend that trickles)
+    barrier: threading.Barrier | None = None  # answer only once this many requests are in
 
 
 @dataclass
@@ -65,6 +66,8 @@ def server() -> Iterator[Scripted]:
     requests: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real backends
+
         def handle_one(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             requests.append(
@@ -73,10 +76,13 @@ def server() -> Iterator[Scripted]:
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": self.rfile.read(length),
+                    "connection": self.client_address,
                 }
             )
             answer = answers.get(self.path, Answer(404, b'{"detail": "no such route", "error": "NotFound"}'))
             time.sleep(answer.delay)
+            if answer.barrier is not None:
+                answer.barrier.wait(timeout=30)
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
@@ -458,3 +464,15 @@ def test_the_origin_a_url_connects_to(url, where):
 def test_a_url_that_is_no_backend_is_refused_at_once(url):
     with pytest.raises(BackendUnreachable, match="is not a backend URL"):
         Client(url)
+
+
+def test_the_client_keeps_twenty_connections_to_a_backend_open_between_bursts(server):
+    """Two bursts of 20 requests at once from one client: the second reuses the first's 20 connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = Client(server.url)
+    for _ in range(2):
+        server.answers["/models"] = Answer(200, b'["shapes"]', barrier=threading.Barrier(20))
+        with ThreadPoolExecutor(20) as pool:
+            assert list(pool.map(lambda _: client.models(), range(20))) == [["shapes"]] * 20
+    assert len({r["connection"] for r in server.requests}) == 20
