@@ -67,8 +67,13 @@ test: install system-deps lint
 bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
 	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)
 
-student:  ## the learners' notebooks in student/: solutions replaced by `...` (needs the venv: make install)
-	$(PY) scripts/make_student_notebooks.py
+# The learners' copies in student/, solutions replaced by `...` (needs the venv: make install). Only the
+# missing ones: a copy that exists is the learner's work and is kept. RESET=03_backend starts one again,
+# FORCE=1 all of them; the old copy goes to student/.backup/NAME.TIMESTAMP.ipynb first.
+STUDENT_DIR ?= student
+student:
+	$(PY) scripts/make_student_notebooks.py --out $(STUDENT_DIR) $(if $(filter 1 yes true,$(FORCE)),--force) \
+		$(foreach name,$(RESET),--reset $(name))
 
 clean:
 	rm -rf $(VENV) build bench test-artifacts .pytest_cache
