@@ -32,11 +32,12 @@ api: install
 ui: install
 	$(VENV)/bin/yolo-service ui
 
-# JupyterLab on :8888 for the Codespace's forwarded port: the learners' notebooks (student/, from
-# `make student`) when they exist, else the instructors' (notebooks/). Open the printed URL (it has the token).
-LAB_DIR ?= $(if $(wildcard student/*.ipynb),student,notebooks)
-lab: install
-	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=$(LAB_DIR)
+# JupyterLab on :8888 for the Codespace's forwarded port, rooted at the repository (so the notebooks'
+# links to ../workshop/ and ../yolo_service/ open) with its file browser in student/, the learners' copies
+# (made first when missing; `make lab LAB_DIR=notebooks` for the instructors'). Open the printed URL (it has the token).
+LAB_DIR ?= student
+lab: install student
+	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=. --ContentsManager.preferred_dir=$(LAB_DIR)
 
 # The workshop as a web site, rebuilt on every edit: http://localhost:8001 (8000 is the API's).
 docs: install
