@@ -20,7 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
-from yolo_service.teaching import ROOT, write_student_notebook
+from yolo_service.workshop.teaching import ROOT, write_student_notebook
 
 BACKUP = ".backup"
 

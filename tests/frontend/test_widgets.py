@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import assert_finds
 from yolo_service import encode_image, sample_scenes
-from yolo_service.widgets import UPLOAD, PredictDemo
+from yolo_service.workshop.widgets import UPLOAD, PredictDemo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers import ROOT, JupyterLab
 from tests.notebooks.runner import NOTEBOOKS
-from yolo_service.teaching import write_student_notebook
+from yolo_service.workshop.teaching import write_student_notebook
 
 #: Markdown links and images, and HTML href/src attributes.
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)|(?:href|src)\s*=\s*[\"']([^\"']+)[\"']")

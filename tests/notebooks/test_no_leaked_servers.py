@@ -4,7 +4,7 @@ A learner's Run All stops at the first cell that fails: in a learners' copy, the
 before the clean-up cell. A second Run All in the same kernel starts the servers again; each
 ``LocalServer(..., name=...)`` stops the one started before under its name. When the kernel shuts down
 (or restarts), what is left stops with it (ipykernel terminates its children; ``atexit`` in
-``yolo_service.processes`` does it for any other Python). The servers are counted among the kernel's
+``yolo_service.workshop.processes`` does it for any other Python). The servers are counted among the kernel's
 child processes (psutil reads ``/proc``); after the shutdown, by the tag every process of this test inherits.
 """
 
@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from tests.notebooks.runner import ROOT, is_checkpoint, run_tag, tagged_processes
-from yolo_service.teaching import write_student_notebook
+from yolo_service.workshop.teaching import write_student_notebook
 
 pytestmark = [pytest.mark.slow]
 

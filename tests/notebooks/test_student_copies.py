@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.notebooks.runner import NOTEBOOKS, has_exercise
-from yolo_service.teaching import PLACEHOLDER
+from yolo_service.workshop.teaching import PLACEHOLDER
 
 MY_WORK = "# my own answer, typed in the lab\nanswer = 42"
 

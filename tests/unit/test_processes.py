@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import ROOT, executable, free_port
-from yolo_service.processes import LocalServer, running_servers, stop_all
+from yolo_service.workshop.processes import LocalServer, running_servers, stop_all
 
 
 def gone(pid: int) -> bool:
@@ -133,7 +133,7 @@ def test_the_servers_a_process_started_stop_when_it_exits(tmp_path):
     """What a kernel does when it shuts down or restarts: its Python exits, atexit stops the servers."""
     script = (
         "import sys\n"
-        "from yolo_service.processes import LocalServer\n"
+        "from yolo_service.workshop.processes import LocalServer\n"
         f"server = LocalServer({SLEEPER!r}, wait=False, name='backend').start()\n"
         "print(server.pid, flush=True)\n"
     )
