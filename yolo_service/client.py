@@ -5,11 +5,21 @@ errors: an error response becomes the same :class:`~yolo_service.errors.YoloServ
 subclass the server raised, with the server's message, and a backend that does not
 answer becomes :class:`~yolo_service.errors.BackendUnreachable` with a hint. httpx
 only; no torch.
+
+Each call sends a W3C ``traceparent`` header (:func:`new_traceparent`, or the one given to
+:meth:`Client.predict`), so the backend files its log entries under the caller's trace id, and
+logs one line (logger ``yolo_service.client``, INFO) with the id the backend answered in
+``X-Request-ID``: the UI's line and the API's entries of one call share that id. The id is on
+results (``PredictResponse.request_id``) and on raised errors (``error.request_id``).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import re
+import secrets
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,10 +32,34 @@ from .errors import BackendUnreachable, YoloServiceError, error_class
 from .images import encode_base64, encode_image, read_image_bytes
 from .schema import ModelInfo, PredictResponse
 
-__all__ = ["Client"]
+__all__ = ["Client", "new_traceparent"]
+
+logger = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"[0-9A-Za-z._-]{1,128}")  # what the client repeats of a backend's X-Request-ID
 
 ImageSource = str | Path | bytes | Image.Image
 _Answer = TypeVar("_Answer", bound=BaseModel)
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A W3C ``traceparent`` header: version 00, ``trace_id`` (default: 32 random hex digits), a random span.
+
+    The flags are 00: the caller asks for no trace to be recorded; the id still ties the log entries together.
+    """
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+def _answered_id(response: httpx.Response, body: Any = None) -> str | None:
+    """The request id a backend answered: its ``X-Request-ID`` header, else its error body's ``request_id``."""
+    found = response.headers.get("x-request-id") or (body.get("request_id") if isinstance(body, dict) else None)
+    return found if isinstance(found, str) and _REQUEST_ID.fullmatch(found) else None
+
+
+def _unanswered(call: str, sent_id: str | None, error: BackendUnreachable) -> BackendUnreachable:
+    """``error`` with the id that was sent (the backend may have logged it), logged as the call's one line."""
+    error.request_id = sent_id
+    logger.warning("%s: no answer (%s)", call, error, extra={"request_id": sent_id})
+    return error
 
 
 def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
@@ -70,18 +104,28 @@ class Client:
     def __repr__(self) -> str:  # never shows the key
         return f"Client({self.url!r})"
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, traceparent: str | None = None, **kwargs: Any) -> Any:
+        traceparent = traceparent or new_traceparent()
+        parts = traceparent.split("-")
+        sent_id = parts[1] if len(parts) >= 4 and _REQUEST_ID.fullmatch(parts[1]) else None
+        started = time.perf_counter()
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, headers={"traceparent": traceparent}, **kwargs)
         except httpx.TimeoutException as exc:
-            raise BackendUnreachable(
+            raise _unanswered(f"{method} {self.url}{path}", sent_id, BackendUnreachable(
                 f"{self.url} did not answer in time ({exc.__class__.__name__}): is it overloaded, or still starting?"
-            ) from exc
+            )) from exc  # fmt: skip
         except httpx.HTTPError as exc:
-            raise BackendUnreachable(
+            raise _unanswered(f"{method} {self.url}{path}", sent_id, BackendUnreachable(
                 f"cannot reach the backend at {self.url} ({exc}): check the URL and that the backend runs. "
                 "Inside docker compose the backend is http://backend:8000, not localhost."
-            ) from exc
+            )) from exc  # fmt: skip
+        request_id = _answered_id(response)
+        milliseconds = (time.perf_counter() - started) * 1000
+        logger.info(
+            "%s %s%s %d %.0f ms", method, self.url, path, response.status_code, milliseconds,
+            extra={"request_id": request_id},
+        )  # fmt: skip
         if response.is_success:
             try:
                 return response.json()
@@ -99,7 +143,9 @@ class Client:
             detail = f"{response.status_code} {response.reason_phrase}: {detail or response.text[:200]}"
         cls = error_class(body.get("error") if isinstance(body, dict) else None, response.status_code)
         retry = response.headers.get("retry-after")
-        raise cls(detail, retry_after=int(retry) if retry and retry.isdigit() else None)
+        error = cls(detail, retry_after=int(retry) if retry and retry.isdigit() else None)
+        error.request_id = _answered_id(response, body)
+        raise error
 
     def _parse(self, model: type[_Answer], body: Any) -> _Answer:
         """``body`` as ``model``; JSON that is not what the API promises is a typed error, not a crash."""
@@ -154,11 +200,14 @@ class Client:
         max_detections: int | None = None,
         annotate: bool = False,
         multipart: bool = False,
+        traceparent: str | None = None,
     ) -> PredictResponse:
         """Detect objects in ``image`` (a path, file bytes, or PIL image) on the backend.
 
         ``multipart=True`` uploads the file to ``/predict/file`` instead of sending
-        base64 JSON to ``/predict`` (a third less data on the wire).
+        base64 JSON to ``/predict`` (a third less data on the wire). ``traceparent``: the
+        caller's W3C trace context, to continue its trace (default: a new one). The result's
+        ``request_id`` is the backend's id for this request.
         """
         data, filename = _image_bytes(image)
         options = {
@@ -172,9 +221,10 @@ class Client:
             form = {k: str(v) for k, v in options.items() if v is not None}
             if classes:
                 form["classes"] = ",".join(classes)
-            body = self._request("POST", "/predict/file", data=form, files={"image": (filename, io.BytesIO(data))})
+            upload = {"image": (filename, io.BytesIO(data))}
+            body = self._request("POST", "/predict/file", traceparent=traceparent, data=form, files=upload)
         else:
             payload: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
             payload.update(image=encode_base64(data), classes=classes)
-            body = self._request("POST", "/predict", json=payload)
+            body = self._request("POST", "/predict", traceparent=traceparent, json=payload)
         return self._parse(PredictResponse, body)
