@@ -7,12 +7,14 @@ Run it with ``yolo-service ui`` (or ``streamlit run frontend/app.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import httpx
 import streamlit as st
 
+from yolo_service import logs
 from yolo_service.client import Client
 from yolo_service.config import get_settings
 from yolo_service.drawing import draw_detections
@@ -107,6 +109,22 @@ def unreachable(url: str, exc: BackendUnreachable) -> str:
             "starting (a Cloud Run service can take a minute on its first request). Try again in a moment."
         )
     return f"Backend at {url} is not reachable ({exc.__cause__ or exc}).\n\n{COMPOSE_HINT}"
+
+
+def show_request_id(request_id: str | None) -> None:
+    """The backend's id for a request, as plain text: the key to its entries in the backend's logs."""
+    if request_id:
+        st.text(f"Request id: {request_id}", help="find this request in the backend's logs with it (workshop step 6)")
+
+
+@st.cache_resource
+def configure_logging() -> None:
+    """Log one line per backend call (the client's, with its request id), once per process.
+
+    Unless the host configured logging already (a test runner): then its handlers stay in charge.
+    """
+    if not logging.getLogger().handlers:
+        logs.configure(get_settings())
 
 
 def failed(exc: YoloServiceError) -> str:
@@ -214,9 +232,11 @@ def predict(
                 )
     except BackendUnreachable as exc:
         st.error(unreachable(url, exc))
+        show_request_id(exc.request_id)
         return
     except YoloServiceError as exc:
         st.error(failed(exc))
+        show_request_id(exc.request_id)
         return
     st.session_state["result"] = {
         "name": name,
@@ -239,6 +259,7 @@ def show_result() -> None:
     server.metric("Server processing time", f"{result.time * 1000:.0f} ms")
     round_trip.metric("Round-trip time", f"{saved['round_trip'] * 1000:.0f} ms")
     count.metric("Detections", len(result.detections))
+    show_request_id(result.request_id)
     st.image(saved["annotated"], caption=f"{saved['name']} — model {result.model}")
     st.dataframe(
         [
@@ -266,6 +287,7 @@ def show_result() -> None:
 def main() -> None:
     """The page."""
     st.set_page_config(page_title="yolo-service", page_icon="🔎", layout="wide")
+    configure_logging()
     st.title("YOLO object detection")
     st.caption("Upload an image, the backend API detects objects, this page draws the boxes.")
     url, test_mode = sidebar()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 
@@ -211,3 +212,37 @@ def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
         assert "Try again in a moment" in at.error[0].value
         assert "Cannot list the backend's models" in at.warning[0].value
         assert time.monotonic() - started < 30  # each call gave up after 1 s, not after the 3 s answer
+
+
+def wait_for_line(server, *parts: str, timeout: float = 10.0) -> str:
+    """The first line of ``server``'s log holding every one of ``parts`` (its log writer is a thread: poll)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in server.log().splitlines() if all(part in line for part in parts)]
+        if found or time.monotonic() > deadline:
+            assert found, f"no line with {parts} in the server's log"
+            return found[0]
+        time.sleep(0.1)
+
+
+def shown_request_ids(at: AppTest) -> list[str]:
+    return [t.value.removeprefix("Request id: ") for t in at.text if t.value.startswith("Request id: ")]
+
+
+def test_a_result_and_an_error_show_the_request_id_that_the_ui_and_the_backend_both_logged(backend, caplog):
+    with caplog.at_level("INFO", logger="yolo_service.client"):
+        at = predict_a_sample(backend.url)
+    assert not at.exception and not at.error
+    [request_id] = shown_request_ids(at)
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert at.session_state["result"]["response"].request_id == request_id
+    wait_for_line(backend, f"[{request_id}]", "POST /predict/file 200")  # the API's entry for this call
+    calls = [r for r in caplog.records if r.name == "yolo_service.client" and "/predict/file 200" in r.getMessage()]
+    assert [r.request_id for r in calls] == [request_id]  # the UI's one line for this call
+
+    at.selectbox(key="model").set_value("yolo26n").run()  # listed, but not on disk offline: a 503 to show
+    at.button(key="predict").click().run()
+    assert not at.exception and "not available offline" in at.error[0].value
+    refused_id, kept_id = shown_request_ids(at)  # under the error its id; the previous result keeps its own
+    assert kept_id == request_id and refused_id != request_id
+    wait_for_line(backend, f"[{refused_id}]", "POST /predict/file 503")
