@@ -135,6 +135,7 @@ def error_response(
     retry = error.retry_after or (settings.retry_after if error.status_code == 503 else None)
     if retry:
         headers["Retry-After"] = str(retry)
+    logs.annotate(error=type(error).__name__)  # the request's log entry says which error it answered
     body = ErrorResponse(
         detail=str(error),
         error=type(error).__name__,

@@ -7,7 +7,7 @@ stdout or stderr becomes one Cloud Logging entry, so :class:`CloudLoggingFormatt
 JSON object per line in Cloud Logging's structured format
 (https://cloud.google.com/logging/docs/structured-logging): ``severity`` (so "errors only"
 finds them), ``message`` (a traceback stays inside it: one entry, not one per line), the
-request's fields (method, path, status, latency, model, engine, image size, bytes),
+request's fields (method, path, status, latency, model, engine, image size, bytes, error),
 ``httpRequest`` on the request's own line, and ``logging.googleapis.com/trace`` set to
 ``projects/PROJECT/traces/TRACE_ID``, which ties the entry to Cloud Run's request log for the
 same request (https://cloud.google.com/run/docs/logging#correlate-logs). JSON is the choice

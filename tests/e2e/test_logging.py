@@ -108,7 +108,7 @@ def test_cloud_runs_own_trace_header_is_read_too_and_a_4xx_is_a_warning(cloud_ru
     assert response.status_code == 404
     assert response.headers["X-Request-ID"] == CLOUD_TRACE == response.json()["request_id"]
     [entry] = entries_of(cloud_run, CLOUD_TRACE, 1)
-    assert entry["severity"] == "WARNING" and entry["status"] == 404
+    assert entry["severity"] == "WARNING" and entry["status"] == 404 and entry["error"] == "UnknownModel"
     assert entry["logging.googleapis.com/spanId"] == "0000000000000001"
 
 
