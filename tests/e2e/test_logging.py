@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.faulty_app import FAILURE_HEADER, PRINT_HEADER
-from tests.helpers import Server, free_port
+from tests.helpers import Server, free_port, logged_line
 from yolo_service import BackendUnreachable, Client, UnknownModel, encode_image, sample_scene
 from yolo_service.client import new_traceparent
 
@@ -174,7 +174,7 @@ def test_the_client_sends_its_trace_and_reports_the_id_the_api_logged(backend, c
         (refused.value.request_id, "POST /predict 404"),
     ]
     for request_id, line in calls:
-        assert wait_for(backend, f"[{request_id}]", line)  # the API's entry, under the id the client reports
+        assert logged_line(backend, f"[{request_id}]", line)  # the API's entry, under the id the client reports
     # The client's own line per call, with the same id: what the UI's log shows next to the API's.
     lines = [(r.request_id, r.getMessage()) for r in caplog.records if r.name == "yolo_service.client"]
     assert len(lines) == 3 and [i for i, _ in lines] == [i for i, _ in calls]
@@ -187,13 +187,3 @@ def test_with_no_answer_the_error_carries_the_id_that_was_sent():
     with Client(f"http://127.0.0.1:{free_port()}", timeout=2) as dead, pytest.raises(BackendUnreachable) as info:
         dead.predict(b"not even read", traceparent=new_traceparent(TRACE))
     assert info.value.request_id == TRACE
-
-
-def wait_for(server: Server, *parts: str, timeout: float = 10.0) -> bool:
-    """Whether a line holding every one of ``parts`` reaches ``server``'s log within ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(all(part in line for part in parts) for line in server.log().splitlines()):
-            return True
-        time.sleep(0.1)
-    return False

@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import yolo_service
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, logged_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 APP = str(ROOT / "frontend" / "app.py")
@@ -214,17 +214,6 @@ def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
         assert time.monotonic() - started < 30  # each call gave up after 1 s, not after the 3 s answer
 
 
-def wait_for_line(server, *parts: str, timeout: float = 10.0) -> str:
-    """The first line of ``server``'s log holding every one of ``parts`` (its log writer is a thread: poll)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [line for line in server.log().splitlines() if all(part in line for part in parts)]
-        if found or time.monotonic() > deadline:
-            assert found, f"no line with {parts} in the server's log"
-            return found[0]
-        time.sleep(0.1)
-
-
 def shown_request_ids(at: AppTest) -> list[str]:
     return [t.value.removeprefix("Request id: ") for t in at.text if t.value.startswith("Request id: ")]
 
@@ -236,7 +225,7 @@ def test_a_result_and_an_error_show_the_request_id_that_the_ui_and_the_backend_b
     [request_id] = shown_request_ids(at)
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     assert at.session_state["result"]["response"].request_id == request_id
-    wait_for_line(backend, f"[{request_id}]", "POST /predict/file 200")  # the API's entry for this call
+    assert logged_line(backend, f"[{request_id}]", "POST /predict/file 200")  # the API's entry for this call
     calls = [r for r in caplog.records if r.name == "yolo_service.client" and "/predict/file 200" in r.getMessage()]
     assert [r.request_id for r in calls] == [request_id]  # the UI's one line for this call
 
@@ -245,4 +234,4 @@ def test_a_result_and_an_error_show_the_request_id_that_the_ui_and_the_backend_b
     assert not at.exception and "not available offline" in at.error[0].value
     refused_id, kept_id = shown_request_ids(at)  # under the error its id; the previous result keeps its own
     assert kept_id == request_id and refused_id != request_id
-    wait_for_line(backend, f"[{refused_id}]", "POST /predict/file 503")
+    assert logged_line(backend, f"[{refused_id}]", "POST /predict/file 503")
