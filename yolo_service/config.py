@@ -91,7 +91,15 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
     annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
-    ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's answer")
+    ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's whole answer")
+    ui_backend_editable: bool = Field(
+        True,
+        description="visitors may type another backend URL in the UI (the workshop: learners point it at their "
+        "Cloud Run URL); false: the UI talks only to BACKEND_URL, for a UI open to the public",
+    )
+    client_max_response_bytes: int = Field(
+        16 * MiB, ge=1024, description="the largest answer the client (UI, CLI, widgets) reads from a backend"
+    )
 
     # Models
     weights_dir: Path = Field(default_factory=_default_weights_dir)

@@ -1,4 +1,5 @@
-"""Logging never blocks the caller, even when nobody reads the log; its entries are what Cloud Logging reads.
+"""Logging never blocks the caller, even when nobody reads the log (a full pipe once wedged the server);
+its entries are what Cloud Logging reads.
 
 The request id comes from the caller's trace context (W3C ``traceparent``, Cloud Run's ``X-Cloud-Trace-Context``).
 """
