@@ -373,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    logs.configure(get_settings())
+    if not logging.getLogger().handlers:  # as logging.basicConfig: a host (a test runner) keeps its own
+        logs.configure(get_settings())
     # One line per HTTP call drowns `check`'s report (the UI keeps the client's lines: one per backend call).
     logging.getLogger("yolo_service.client").setLevel(logging.WARNING)
     try:
