@@ -26,6 +26,7 @@ Usage::
     python scripts/mutation.py --sample 40              # 40 mutants per module (the same 40 in every checkout)
     python scripts/mutation.py --json out.json --tree /path/to/another/checkout
     python scripts/mutation.py --report before.json after.json   # a markdown table of both
+    python scripts/mutation.py --sample 20 --resume sample10.json   # only the mutants not measured yet
 """
 
 from __future__ import annotations
@@ -276,8 +277,18 @@ def sample(mutants: list[Mutant], size: int | None) -> list[Mutant]:
     return sorted(ranked, key=lambda m: m.line)
 
 
-def run_module(module: str, tree: Path, work: Path, list_only: bool = False, size: int | None = None) -> dict:
-    """Mutate one module in ``tree`` and run its tests against each mutant (or a sample of ``size``)."""
+def run_module(
+    module: str,
+    tree: Path,
+    work: Path,
+    list_only: bool = False,
+    size: int | None = None,
+    known: dict[str, str] | None = None,
+) -> dict:
+    """Mutate one module in ``tree`` and run its tests against each mutant (or a sample of ``size``).
+
+    ``known``: outcomes (``killed``, ``survived``) of mutants measured before on the same tree, by name: not run again.
+    """
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -321,6 +332,8 @@ def run_module(module: str, tree: Path, work: Path, list_only: bool = False, siz
         for m in mutants:
             if m.name in EQUIVALENT:
                 m.outcome = "equivalent"
+            elif known and m.name in known:
+                m.outcome = known[m.name]
         skip = [job for job, *_ in items if job not in in_scope] + [m.job_id for m in mutants if m.outcome != "pending"]
         db.set_multiple_results(skip, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
     result = {"module": path, "tests": tests, "command": command, "mutants": len(mutants), "in_scope": len(everything)}
@@ -427,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--list", action="store_true", help="name the mutants in scope; run nothing")
     parser.add_argument("--sample", type=int, help="per module, only this many mutants (the same ones in every run)")
+    parser.add_argument(
+        "--resume", type=Path, help="a --json of an earlier run on the same tree: its mutants are not run again"
+    )
     parser.add_argument("--report", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="compare two --json files")
     args = parser.parse_args(argv)
     if args.report:
@@ -439,7 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mutation-") as scratch:
         tree = _copy_tree(args.tree.resolve(), Path(scratch))
         for module in modules:
-            results[module] = run_module(module, tree, Path(scratch), list_only=args.list, size=args.sample)
+            known = {}
+            if args.resume:
+                earlier = json.loads(args.resume.read_text()).get(module, {})
+                known = {name: "killed" for name in earlier.get("killed_names", ())}
+                known |= {name: "survived" for name in earlier.get("survivors", ())}
+            results[module] = run_module(
+                module, tree, Path(scratch), list_only=args.list, size=args.sample, known=known
+            )
             if args.list:
                 print(f"{module}: {results[module]['mutants']} mutants")
                 for name in results[module]["names"]:
