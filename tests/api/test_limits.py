@@ -280,13 +280,13 @@ def test_a_wrong_api_key_is_told_apart_from_a_missing_one(weights_dir):
 
 def test_each_request_is_logged_once_with_its_status_and_a_duration_in_milliseconds(client, caplog):
     with caplog.at_level("INFO", logger="yolo_service.api"):
-        client.get("/health")
+        client.get("/version")
         client.post("/predict", content=padded_json(10**6), headers={"content-type": "application/json"})
     lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.api"]
-    health = [line for line in lines if "GET /health 200 " in line]
+    version = [line for line in lines if "GET /version 200 " in line]
     refused = [line for line in lines if "POST /predict 413 " in line]  # refused before any route: logged too
-    assert len(health) == 1 and len(refused) == 1, lines
-    for line in health + refused:
+    assert len(version) == 1 and len(refused) == 1, lines
+    for line in version + refused:
         milliseconds = float(line.split()[-2])
         assert line.endswith(" ms") and 0 <= milliseconds < 60_000, line
 
