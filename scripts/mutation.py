@@ -79,6 +79,7 @@ SCOPES: dict[str, Scope] = {
         (
             "tests/unit/test_limits.py",
             "tests/api/test_limits.py",
+            "tests/api/test_client.py",
             "tests/api/test_api.py",
             "tests/perf/test_engines.py",
         ),
@@ -443,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", type=Path, help="a --json of an earlier run on the same tree: its mutants are not run again"
     )
+    parser.add_argument(
+        "--retry-survivors", action="store_true", help="with --resume: run its survivors again (tests were added)"
+    )
     parser.add_argument("--report", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="compare two --json files")
     args = parser.parse_args(argv)
     if args.report:
@@ -459,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.resume:
                 earlier = json.loads(args.resume.read_text()).get(module, {})
                 known = {name: "killed" for name in earlier.get("killed_names", ())}
-                known |= {name: "survived" for name in earlier.get("survivors", ())}
+                if not args.retry_survivors:
+                    known |= {name: "survived" for name in earlier.get("survivors", ())}
             results[module] = run_module(
                 module, tree, Path(scratch), list_only=args.list, size=args.sample, known=known
             )

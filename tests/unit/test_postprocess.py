@@ -204,3 +204,13 @@ def test_more_candidates_than_nms_takes_keeps_the_best():
     rows = [(50, 50, 20, 20, 0.5, 0.0)] * 30_000 + [(50, 50, 20, 20, 0.99, 0.0)]
     boxes, scores, _ = decode_output(yolo11_head(rows), confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
     assert boxes.tolist() == [[40, 40, 60, 60]] and scores.tolist() == pytest.approx([0.99])
+
+
+def test_past_30000_candidates_the_weakest_are_not_considered():
+    """30000 strong candidates on one spot and a weak one elsewhere: NMS sees the 30000 best only."""
+    rows = [(50, 50, 20, 20, 0.9, 0.0)] * 30_000 + [(500, 500, 20, 20, 0.3, 0.0)]
+    boxes, _, _ = decode_output(yolo11_head(rows), confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
+    assert boxes.tolist() == [[40, 40, 60, 60]]
+    rows = [(50, 50, 20, 20, 0.9, 0.0)] * 29_999 + [(500, 500, 20, 20, 0.3, 0.0)]  # 30000: all considered
+    boxes, _, _ = decode_output(yolo11_head(rows), confidence=0.25, iou=0.5, class_ids=None, max_detections=10)
+    assert boxes.tolist() == [[40, 40, 60, 60], [490, 490, 510, 510]]
