@@ -11,6 +11,7 @@ import base64
 import email.parser
 import http.server
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -476,3 +477,45 @@ def test_the_client_keeps_twenty_connections_to_a_backend_open_between_bursts(se
         with ThreadPoolExecutor(20) as pool:
             assert list(pool.map(lambda _: client.models(), range(20))) == [["shapes"]] * 20
     assert len({r["connection"] for r in server.requests}) == 20
+
+
+# --- tracing: what the client sends and repeats ----------------------------------------------------------------
+
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-00")
+
+
+def test_every_call_sends_a_fresh_w3c_traceparent(server):
+    server.answer("/models", 200, ["shapes"])
+    client = Client(server.url)
+    client.models()
+    client.models()
+    sent = [TRACEPARENT.fullmatch(r["headers"]["traceparent"]) for r in server.requests]
+    assert all(sent) and sent[0][1] != sent[1][1]  # a new trace id per call
+
+
+def test_a_given_traceparent_is_sent_as_it_is_and_its_trace_id_names_an_unanswered_call(server):
+    server.answer("/predict", 200, PREDICTION)
+    given = "00-" + "a" * 32 + "-" + "b" * 16 + "-00"
+    Client(server.url).predict(b"abc", traceparent=given)
+    assert server.requests[-1]["headers"]["traceparent"] == given
+    with pytest.raises(BackendUnreachable) as info:
+        Client(dead_url()).predict(b"abc", traceparent=given)
+    assert info.value.request_id == "a" * 32  # the id the backend would have logged it under
+
+
+def test_an_unsafe_trace_id_is_never_repeated(server):
+    with pytest.raises(BackendUnreachable) as info:
+        Client(dead_url()).predict(b"abc", traceparent="00-<b>id</b>-" + "b" * 16 + "-00")
+    assert info.value.request_id is None
+
+
+@pytest.mark.parametrize(("answered", "logged"), [("req-1.a_B", "req-1.a_B"), ("a b", None), ("x" * 129, None)])
+def test_each_call_is_logged_once_with_the_request_id_the_backend_answered(server, caplog, answered, logged):
+    server.answer("/models", 200, ["shapes"], **{"x-request-id": answered})
+    with caplog.at_level("INFO", logger="yolo_service.client"):
+        Client(server.url).models()
+    records = [r for r in caplog.records if r.name == "yolo_service.client"]
+    assert len(records) == 1 and records[0].getMessage().startswith(f"GET {server.url}/models 200 ")
+    assert records[0].request_id == logged
+    milliseconds = float(records[0].getMessage().split()[-2])
+    assert records[0].getMessage().endswith(" ms") and 0 <= milliseconds < 60_000
