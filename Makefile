@@ -65,8 +65,9 @@ audit: install  ## known vulnerabilities of the pinned versions (needs PyPI; ski
 test: install system-deps lint
 	YOLO_SERVICE_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
-# The mutation score of the core, per module (Cosmic Ray; not part of `make test`: each mutant is a test run,
-# hours for all of them on 2 CPUs, about 40 minutes with SAMPLE=40). MODULES=client.py limits the modules.
+# The mutation score of the core, per module (Cosmic Ray; not part of `make test`: each of the ~680 mutants is
+# a test run, hours in all on 2 CPUs). SAMPLE=20 runs the same 20 per module every time (20 to 40 minutes on
+# a shared 2-CPU machine); MODULES="client.py api.py" limits the modules; JSON=file keeps the results.
 # Niced, one module at a time: the machine may be shared.
 mutation: install
 	nice -n 19 $(PY) scripts/mutation.py $(MODULES) $(if $(SAMPLE),--sample $(SAMPLE)) $(if $(JSON),--json $(JSON))
