@@ -238,23 +238,12 @@ class Service:
         """
         if not options.model and not self.ready.is_set():  # before decoding: no work for a request we refuse
             raise NotReady(self.load_error or "the default model is still loading; retry in a few seconds")
-        if not options.classes:
-            return
-        if len(options.classes) > self.settings.max_classes:
+        if options.classes and len(options.classes) > self.settings.max_classes:
             raise InvalidRequest(
                 f"{len(options.classes):,} class names; a request may name at most {self.settings.max_classes:,}"
             )
-        detector = self.registry.get(options.model)
-        known = set(detector.classes)
-        unknown = [name for name in options.classes if name not in known]
-        if unknown:
-            shown = ", ".join(repr(name[:40]) for name in unknown[:5])
-            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
-            names = detector.classes
-            raise InvalidRequest(
-                f"model {detector.spec.name!r} has no class {shown}{more}; its classes are: "
-                f"{', '.join(names[:20])}{' …' if len(names) > 20 else ''}"
-            )
+        detector = self.registry.get(options.model)  # a first use loads it here, outside the worker slots
+        detector.class_ids(options.classes)
 
     def predict(
         self, data: bytes, options: PredictOptions, cancelled: Callable[[], bool] | None = None
