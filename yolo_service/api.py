@@ -11,7 +11,7 @@ Around the routes, pure ASGI middlewares, outermost first:
   (the ``/metrics`` counters), and is the last resort: an exception nobody expected becomes a
   JSON 500, logged once with its traceback; a request the server cancels (its shutdown grace
   period is over) gets a JSON 503, not uvicorn's plain-text 500.
-- :class:`HeaderLimit` refuses a request with more than ``max_header_count`` headers (431).
+- :class:`HeaderLimit` refuses a request with too many headers, or too many bytes of them (431).
 - :class:`ApiKeyGate` refuses a request without the configured key (401) before its body is read.
 - :class:`BodyLimit` refuses a body over the limit (413) before it is read or as it streams in.
 - :class:`Admission` refuses a predict request when ``max_queue`` are in flight (503 +
@@ -400,21 +400,26 @@ class RequestLog:
 
 
 class HeaderLimit:
-    """Refuse a request with more than ``max_header_count`` headers (431), before anything reads them.
+    """Refuse a request with more than ``max_header_count`` headers, or more than ``max_header_bytes`` of them (431).
 
-    Their total size is capped earlier, by the HTTP parser (``max_header_bytes``, see :mod:`yolo_service.cli`).
+    The HTTP parser caps a head still arriving at ``max_header_bytes`` (:mod:`yolo_service.server`);
+    one that arrives whole in a single read is counted here, before anything else reads it.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.settings = app, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and len(scope["headers"]) > self.settings.max_header_count:
-            error = HeadersTooLarge(
-                f"the request has {len(scope['headers'])} headers; the limit is {self.settings.max_header_count}"
-            )
-            await error_response(error, self.settings, {"Connection": "close"})(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+            if len(headers) > self.settings.max_header_count or size > self.settings.max_header_bytes:
+                error = HeadersTooLarge(
+                    f"the request has {len(headers)} headers, {size:,} bytes; the limits are "
+                    f"{self.settings.max_header_count} headers and {self.settings.max_header_bytes:,} bytes"
+                )
+                await error_response(error, self.settings, {"Connection": "close"})(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 

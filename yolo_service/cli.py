@@ -62,19 +62,10 @@ def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[s
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from .server import run
 
     settings = get_settings()
-    port = args.port or settings.port
-    uvicorn.run(
-        "yolo_service.api:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=port,
-        log_level=settings.log_level,
-        access_log=False,  # the app logs one line per request, with latency
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
+    run(settings, host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
 
