@@ -31,6 +31,7 @@ Every error, the framework's own included, is rendered by :func:`error_response`
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import hmac
 import http
@@ -42,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import aclosing, asynccontextmanager
 from tempfile import SpooledTemporaryFile
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response
@@ -95,6 +96,7 @@ from .schema import (
 __all__ = ["create_app", "error_response", "parse_predict_json"]
 
 logger = logging.getLogger("yolo_service.api")
+T = TypeVar("T")
 
 TITLE = "yolo-service: YOLO object detection API, created with FastAPI"
 DESCRIPTION = (
@@ -205,6 +207,7 @@ class Service:
         self.in_flight = 0  # predict requests admitted and not yet answered (event loop only: no lock)
         self.body_bytes = 0  # bytes of predict bodies being received or held by admitted requests
         self._slots: anyio.CapacityLimiter | None = None
+        self._threads: set[asyncio.Future[Any]] = set()  # work in worker threads, until it ends
         # Called with (scope, status, seconds) after every HTTP response, e.g. the /metrics counters.
         self.on_response: list[Callable[[Scope, int, float], None]] = []
 
@@ -284,40 +287,57 @@ class Service:
         The checks (and a first load of the model) run first, in a thread of their own, outside the
         slots. ``receive``: the request's ASGI receive, its body already read; when it says the client
         disconnected, a request still waiting for a slot is dropped, and one that runs stops at its next
-        check (its decoder's next read, or before the model).
+        check (its decoder's next read, or before the model). A request cancelled by the server (its
+        shutdown) returns at once; its thread, told to stop, keeps its slot until it has.
         """
-        await anyio.to_thread.run_sync(self.check, options)
-        if receive is None:
-            return await anyio.to_thread.run_sync(self.predict, data, options, limiter=self.slots)
+        await asyncio.shield(self._in_thread(self.check, options))
         gone = threading.Event()
-        result: PredictResponse | None = None
-        error: Exception | None = None
-        async with anyio.create_task_group() as group:
-
-            async def work() -> None:
-                nonlocal result, error
-                try:
-                    result = await anyio.to_thread.run_sync(
-                        self.predict, data, options, gone.is_set, limiter=self.slots
-                    )
-                except Exception as exc:  # raised again below, outside the task group (no ExceptionGroup)
-                    error = exc
-                finally:
-                    group.cancel_scope.cancel()  # stop watching
-
-            group.start_soon(work)
+        job = self._in_thread(self.predict, data, options, gone.is_set, limiter=self.slots)
+        try:
+            if receive is None:
+                return await asyncio.shield(job)
+            watcher: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(receive))
             try:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                gone.set()
-                group.cancel_scope.cancel()
+                await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                gone.set()  # cancelled from outside (shutdown): the running work stops early too
-        if error is not None:
-            raise error
-        if result is None:
-            raise ClientDisconnected("the client closed the connection before its answer: the work was dropped")
-        return result
+                watcher.cancel()
+            if not job.done():
+                job.cancel()  # waiting for a slot: dropped; running: stops at its next check (gone is set below)
+                raise ClientDisconnected("the client closed the connection before its answer: the work was stopped")
+            return job.result()
+        finally:
+            if not job.done():
+                gone.set()
+
+    def _in_thread(
+        self, function: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
+    ) -> asyncio.Future[T]:
+        """``function(*args)`` in a worker thread, as a task of its own: awaiting it may stop, the thread does not.
+
+        The task is kept until it ends, and its outcome read, so one nobody awaits any more (its request
+        was cancelled) logs no "exception was never retrieved".
+        """
+        task = asyncio.ensure_future(anyio.to_thread.run_sync(function, *args, limiter=limiter))
+        self._threads.add(task)
+        task.add_done_callback(_forget(self._threads))
+        return task
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when ``receive`` (a request's, its body already read) says the client disconnected."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _forget(tasks: set[asyncio.Future[Any]]) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback: drop the task from ``tasks`` and read its outcome (nobody may await it any more)."""
+
+    def done(task: asyncio.Future[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return done
 
 
 def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int, int], max_side: int) -> str:
