@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(default_factory=_default_weights_dir)
     default_model: str | None = Field(None, description="None: yolo26n if it can be loaded, else shapes")
     offline: bool = Field(False, description="never try to download weights")
+    max_models: int = Field(
+        2, ge=1, description="models kept loaded; loading one more unloads the least recently used (never the default)"
+    )
     threads: int = Field(default_factory=available_cpus, ge=1, description="torch threads in all")
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
