@@ -205,6 +205,7 @@ class Service:
         self.ready = threading.Event()
         self.load_error: str | None = None
         self.in_flight = 0  # predict requests admitted and not yet answered (event loop only: no lock)
+        self.receiving = 0  # predict requests whose body is still arriving (event loop only)
         self.body_bytes = 0  # bytes of predict bodies being received or held by admitted requests
         self._slots: anyio.CapacityLimiter | None = None
         self._threads: set[asyncio.Future[Any]] = set()  # work in worker threads, until it ends
@@ -575,6 +576,7 @@ class Admission:
         chunks: list[bytes] = []
         received = 0
         started = anyio.current_time()
+        service.receiving += 1
         try:
             while True:
                 # The whole body may take body_timeout plus one second per body_min_rate bytes received.
@@ -603,6 +605,7 @@ class Admission:
                     f" {settings.body_min_rate:,} bytes/s after that"
                 )
         finally:
+            service.receiving -= 1
             service.body_bytes -= received  # what the request keeps is counted again by its caller
 
 
