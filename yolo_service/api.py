@@ -678,6 +678,13 @@ class PredictRouteRequest(Request):
 
     max_values = Settings.model_fields["max_classes"].default + 64  # set per app by predict_route()
 
+    async def body(self) -> bytes:
+        """The body without a copy: :class:`Admission` hands it over whole (Starlette joins it with an empty end)."""
+        if not hasattr(self, "_body"):
+            chunks = [chunk async for chunk in self.stream() if chunk]
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
