@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, logs
 from .config import get_settings
 from .errors import YoloServiceError
 
@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import run
 
     settings = get_settings()
+    logs.configure(settings, capture_output=True)  # JSON entries on Cloud Run, library prints included
     run(settings, host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
@@ -362,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
+    if not logging.getLogger().handlers:  # as logging.basicConfig: a host (a test runner) keeps its own
+        logs.configure(get_settings())
+    # One line per HTTP call drowns `check`'s report (the UI keeps the client's lines: one per backend call).
+    logging.getLogger("yolo_service.client").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
         return code

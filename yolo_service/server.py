@@ -168,6 +168,7 @@ def run(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level,
-        access_log=False,  # the app logs one line per request, with latency
+        log_config=None,  # uvicorn's own lines go through logs.configure's handler, in the same format
+        access_log=False,  # the app logs one entry per request, with latency: the same thing twice otherwise
         **uvicorn_options(settings),
     )
