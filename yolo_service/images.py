@@ -31,7 +31,16 @@ from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 from .config import MiB, Settings, get_settings
 from .errors import ClientDisconnected, ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
-__all__ = ["decode_base64", "encode_base64", "encode_image", "load_image", "load_reduced", "read_image_bytes"]
+__all__ = [
+    "decode_base64",
+    "decode_cost",
+    "encode_base64",
+    "encode_image",
+    "jpeg_scans",
+    "load_image",
+    "load_reduced",
+    "read_image_bytes",
+]
 
 # What Pillow raises for a damaged file, beyond UnidentifiedImageError, found by fuzzing
 # (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
