@@ -85,7 +85,7 @@ def formats(server: LocalServer, engine: str, images: dict[str, bytes]) -> None:
     for name, data in images.items():
         peak, cpu, status = measured(pid, lambda data=data: post_file(server.url, data))
         rows.append((peak, cpu, status, name, len(data)))
-        print(f"    {name:34s} {len(data) / 1024:9,.0f} KB  -> {status}  +{peak:6.0f} MB  {cpu:5.2f} s CPU")
+        print(f"    {name:34s} {len(data):>9,} bytes -> {status}  +{peak:6.0f} MB  {cpu:5.2f} s CPU")
     worst_peak, _, _, worst_name, _ = max(rows)
     worst_cpu = max(rows, key=lambda row: row[1])
     slots = Settings(engine=engine).worker_slots
