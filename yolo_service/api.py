@@ -431,9 +431,9 @@ class RequestLog:
                 error = InternalError("internal error: the server logged the details; please report it")
                 await error_response(error, self.settings)(scope, receive, send)
         except anyio.get_cancelled_exc_class():
-            # uvicorn cancels the requests still running when its shutdown grace period is over; without
-            # this, each one became a plain-text 500 and a logged traceback. The 503 is this request's
-            # answer, and the cancellation ends here: the task has nothing left to do.
+            # uvicorn cancels the requests still running when its shutdown grace period is over, and would
+            # answer each with a plain-text 500 and log a traceback. The 503 is this request's answer, and
+            # the cancellation ends here: the task has nothing left to do.
             if not status:
                 status = 503
                 stopping = ShuttingDown("the server is shutting down and this request did not finish in time; retry")
@@ -810,8 +810,8 @@ def return_freed_memory() -> None:
     """Have glibc give freed image buffers back to the system (mallopt M_MMAP_THRESHOLD = 1 MiB).
 
     glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
-    the next images' buffers come from its heaps, where freed memory mostly stays resident: eight
-    rotated RGBA images left 2.3 GB. A fixed threshold keeps every buffer of 1 MiB or more mmapped,
+    the next images' buffers come from its heaps, where freed memory mostly stays resident (eight
+    rotated RGBA images could leave 2.3 GB). A fixed threshold keeps every buffer of 1 MiB or more mmapped,
     so freeing it returns it. Nothing to do on other C libraries.
     """
     if not sys.platform.startswith("linux"):

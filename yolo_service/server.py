@@ -6,12 +6,12 @@ leave it open:
 
 - **Request heads are capped** at ``max_header_bytes`` (request line and headers): the h11
   parser refuses more (``h11_max_incomplete_event_size``); httptools, uvicorn's default, has no
-  such cap (one 64 MB header value was buffered and parsed).
+  such cap (it buffers and parses a 64 MB header value).
 - **A connection must send a complete request head** within ``idle_timeout`` seconds of opening,
   and of each answer (:class:`Connection`): uvicorn's keep-alive timer starts only after a first
-  answer and stops at the first byte, so a socket that sends nothing, or half a head, stayed open.
+  answer and stops at the first byte: a socket that sends nothing, or half a head, would stay open.
 - **Pipelined requests wait in the socket**: h11 parses one request at a time and stops reading
-  until it is answered (httptools parsed 200,000 queued requests at once).
+  until it is answered (httptools parses every queued request at once: 200,000 of them took 355 MB).
 - **At most ``max_connections`` connections**: beyond it, the one idle the longest (no request in
   progress) is closed, so idle sockets can never take the last file descriptors from ``/health``;
   the file-descriptor soft limit is raised to the hard limit, and the cap kept below it.

@@ -183,7 +183,7 @@ def declared_images() -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", list(battery.DECLARED))
 def test_an_image_asking_for_too_much_is_refused_before_its_pixels_exist(server, declared_images, case):
-    """1 x 40,000,000 PNG: +1,069 MB before; RGBA, 16-bit, float 6300² TIFFs alike; 3,000 scans: 3.3 s of CPU."""
+    """Unbounded, a 1 x 40,000,000 PNG costs +1,069 MB, RGBA, 16-bit and float 6300² TIFFs alike, 3,000 scans 3.3 s."""
     cpu = cpu_seconds(server.pid)
     responses: list[httpx.Response] = []
     peak = peak_mb(server.pid, lambda: responses.append(post_file(server.url, declared_images[case])))
@@ -195,7 +195,7 @@ def test_an_image_asking_for_too_much_is_refused_before_its_pixels_exist(server,
 
 
 def test_the_largest_image_of_every_format_costs_about_what_the_worst_jpeg_does(server, largest_images):
-    """PNG, TIFF, WebP, GIF: decoded at full size first (+0.76 to +1.07 GB) before; now within the decode budget."""
+    """Decoded at full size, PNG, TIFF, WebP and GIF cost +0.76 to +1.07 GB; within the budget, what a JPEG costs."""
     peaks = {}
     for name, data in largest_images.items():
         answers: list[httpx.Response] = []
@@ -210,7 +210,7 @@ def test_the_largest_image_of_every_format_costs_about_what_the_worst_jpeg_does(
 
 
 def test_a_client_that_leaves_gets_no_work_done(server, largest_images):
-    """4 abandoned requests cost 35 s of CPU and a normal prediction meanwhile took 13 s; now none reaches the model."""
+    """Unwatched, 4 abandoned requests cost 35 s of CPU (and a normal prediction 13 s of waiting); none may run."""
     heavy = next(data for name, data in largest_images.items() if name.startswith("PNG RGB"))
     predictions = metric(server.url, 'yolo_service_model_seconds_count{model="shapes"}')
     body = (
@@ -238,7 +238,7 @@ def test_a_client_that_leaves_gets_no_work_done(server, largest_images):
 
 
 def test_a_million_class_names_are_refused_before_the_model_runs(server):
-    """A million names (10 MB): +1.7 GB and 3.5 s on PyTorch; the 422 echoed every name."""
+    """A million names (10 MB) cost +1.7 GB and 3.5 s in PyTorch's NMS if they reach it; a 422 must not echo them."""
     image = encode_base64(sample_scene()[0])
     million = {"image": image, "model": "shapes", "classes": [f"class{i}" for i in range(1_000_000)]}
     responses: list[httpx.Response] = []
@@ -267,7 +267,7 @@ def test_a_million_class_names_are_refused_before_the_model_runs(server):
 
 
 def test_big_json_is_refused_off_the_event_loop_without_becoming_objects(server):
-    """8 bodies of 25 MB of small numbers in an ignored field: /health stalled 3.8 s, +1.3 GB before the 400."""
+    """Parsed on the event loop, 8 bodies of 25 MB of small numbers stall /health 3.8 s and add 1.3 GB."""
     image = encode_base64(sample_scene()[0])
     junk = b"[" + b"1," * 12_500_000 + b"1]"
     body = b'{"image": "' + image.encode() + b'", "model": "shapes", "ignored": ' + junk + b"}"
@@ -295,7 +295,7 @@ def test_big_json_is_refused_off_the_event_loop_without_becoming_objects(server)
 
 
 def test_every_model_name_loads_a_copy_but_at_most_max_models_stay(server):
-    """One request per model in the weights folder loaded each for good (OpenVINO 219 -> 819 MB after 7)."""
+    """Unbounded, one request per model in the weights folder keeps a copy of each (OpenVINO: 219 -> 819 MB after 7)."""
     image = encode_image(sample_scene()[0])
     for name in "abc":
         assert post_file(server.url, image, model=name).status_code == 200
@@ -315,7 +315,7 @@ ONE_ENGINE = pytest.mark.parametrize("server", ["openvino"], indirect=True)
 
 @ONE_ENGINE
 def test_silent_bodies_hold_no_place_in_the_queue_and_get_a_408(server):
-    """32 requests with a Content-Length and no body made every prediction a 503 for 90 s."""
+    """32 requests with a Content-Length and no body, if they held the queue, would make every prediction a 503."""
     head = (
         f"POST /predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
         "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
@@ -350,7 +350,7 @@ def test_silent_bodies_hold_no_place_in_the_queue_and_get_a_408(server):
 
 @ONE_ENGINE
 def test_idle_connections_are_closed(server):
-    """2,000 connections that send nothing stayed open for 70 s (descriptors 14 -> 2,014)."""
+    """uvicorn alone keeps 2,000 connections that send nothing open as long as they like (descriptors 14 -> 2,014)."""
     before = descriptors(server.pid)
     idle = [connect(server.url) for _ in range(300)]
     half = connect(server.url)
@@ -368,7 +368,7 @@ def test_idle_connections_are_closed(server):
 
 
 def test_idle_sockets_cannot_take_the_last_descriptors_from_health(local_models):
-    """Under a 1,024-descriptor limit, 1,100 silent sockets made /health fail with connection resets."""
+    """Under a 1,024-descriptor limit, 1,100 silent sockets would make /health fail with connection resets."""
     port = free_port()
     env = server_env("openvino", local_models, YOLO_SERVICE_IDLE_TIMEOUT="60")
     serve = f"{shlex.quote(executable('yolo-service'))} serve --host 127.0.0.1"
@@ -387,7 +387,7 @@ def test_idle_sockets_cannot_take_the_last_descriptors_from_health(local_models)
 
 @ONE_ENGINE
 def test_a_huge_header_is_refused_before_it_is_buffered(server):
-    """4 connections each sending one 64 MB header stalled /health for ~15 s and added 270 MB."""
+    """With httptools, 4 connections each sending a 64 MB header stall /health for ~15 s and add 270 MB."""
     refused: list[int] = []
 
     def send_huge_header() -> None:
@@ -423,7 +423,7 @@ def test_a_huge_header_is_refused_before_it_is_buffered(server):
 
 @ONE_ENGINE
 def test_pipelined_requests_are_read_one_at_a_time(server):
-    """200,000 GET /health sent on one connection (6.6 MB), never read: +355 MB that stayed."""
+    """With httptools, 200,000 GET /health sent on one connection (6.6 MB), never read, add 355 MB that stay."""
     resident = status_mb(server.pid, "VmRSS")
 
     def pipeline() -> None:
@@ -446,7 +446,7 @@ def test_pipelined_requests_are_read_one_at_a_time(server):
 
 @ONE_ENGINE
 def test_multipart_and_header_edge_cases(server):
-    """A file part without a filename was decoded as text (2,668 -> 3,399 bytes); two image parts: the last won."""
+    """Starlette reads a file part without a filename as text (2,668 -> 3,399 bytes); of two image parts, one wins."""
     image, shapes = sample_scene()
     data = encode_image(image)
     boundary = "b0undary"
@@ -478,7 +478,7 @@ def test_multipart_and_header_edge_cases(server):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_requests_cut_by_shutdown_get_the_json_503(engine, local_models):
-    """SHUTDOWN_TIMEOUT=1, 20 requests in flight: 14 of 20 got a plain-text 500, the log 26 tracebacks."""
+    """uvicorn answers requests it cancels at shutdown with a plain-text 500 and a traceback: the contract is JSON."""
     env = server_env(engine, local_models, YOLO_SERVICE_SHUTDOWN_TIMEOUT="1", YOLO_SERVICE_WORKERS="1")
     image = encode_image(sample_scene()[0].resize((3000, 2250)), "PNG")
     answers: list[tuple[object, ...]] = []

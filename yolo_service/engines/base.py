@@ -155,7 +155,7 @@ class DetectorBase(ABC):
         """Ids of the class names ``classes``, each once (None: all classes).
 
         Never more ids than the model has classes: Ultralytics' NMS builds an anchors x classes
-        matrix, so a million names used to cost 1.7 GB.
+        matrix: a million names would cost 1.7 GB.
 
         Raises:
             InvalidRequest: names the model does not have; the message shows at most five of them.
