@@ -49,7 +49,7 @@ from tempfile import SpooledTemporaryFile
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response
+from fastapi import Depends, FastAPI, File, Form, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -905,24 +905,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return info
 
     predict_errors = _responses(400, 404, 408, 413, 415, 422, 503)
-    router = APIRouter(route_class=predict_route(settings))
+    predict_class = predict_route(settings)
 
-    @router.post(
-        "/predict",
-        description="Send a base64 encoded image + the model name, get detections",
-        response_description="Detections + Processing time",
-        responses=predict_errors,
-    )
+    def post_predict(path: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """``@app.post`` with the predict routes' request class (an APIRouter would hide the routes from app.routes)."""
+
+        def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+            app.router.add_api_route(
+                path,
+                endpoint,
+                methods=["POST"],
+                description=description,
+                response_description="Detections + Processing time",
+                responses=predict_errors,
+                route_class_override=predict_class,
+            )
+            return endpoint
+
+        return register
+
+    @post_predict("/predict", "Send a base64 encoded image + the model name, get detections")
     async def predict(body: PredictRequest, svc: ServiceDep, request: Request) -> PredictResponse:
         data = await run_in_threadpool(decode_base64, body.image)  # bytes, not pixels: no worker slot needed
         return await svc.run_predict(data, body.options, request.receive)
 
-    @router.post(
-        "/predict/file",
-        description="The same as /predict, with the image as a multipart file upload (no base64)",
-        response_description="Detections + Processing time",
-        responses=predict_errors,
-    )
+    @post_predict("/predict/file", "The same as /predict, with the image as a multipart file upload (no base64)")
     async def predict_file(
         svc: ServiceDep,
         request: Request,
@@ -948,7 +955,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise _validation_error(exc) from None
         return await svc.run_predict(image, options, request.receive)
 
-    app.include_router(router)
     instrument(app, service, PREDICT_PATHS)  # GET /metrics and its counters (yolo_service/metrics.py)
 
     def log_prediction(response: PredictResponse) -> None:  # in the worker thread, within the request's context
