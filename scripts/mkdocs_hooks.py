@@ -109,8 +109,8 @@ def _unbreakable_words(match: re.Match) -> str:
     text = match.group(1)
     if not re.search(r"\s", text):
         return f'<code class="nowrap">{text}</code>'
-    words = re.split(r"(\s+)", text)
-    return "<code>" + "".join(w if not w or w.isspace() else f'<span class="nowrap">{w}</span>' for w in words) + "</code>"
+    words = [w if not w or w.isspace() else f'<span class="nowrap">{w}</span>' for w in re.split(r"(\s+)", text)]
+    return f"<code>{''.join(words)}</code>"
 
 
 def on_page_content(html, page, config, files):

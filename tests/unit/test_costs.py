@@ -17,8 +17,8 @@ PAGE = (ROOT / "workshop" / "07_going_further.md").read_text()
 
 
 def test_instance_sizes_come_from_the_deploy_commands():
-    assert BACKEND == costs.Instance(vcpus=2, memory_gib=1)
-    assert FRONTEND == costs.Instance(vcpus=1, memory_gib=0.5)
+    assert (BACKEND.vcpus, BACKEND.memory_gib) == (2, 1)
+    assert (FRONTEND.vcpus, FRONTEND.memory_gib) == (1, 0.5)
 
 
 def test_busy_predictions_share_the_instance_and_lone_ones_pay_a_whole_billing_step():

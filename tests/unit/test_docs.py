@@ -105,7 +105,8 @@ def test_long_commands_scroll_and_flags_never_break_mid_word(site):
     assert '<code class="nowrap">--allow-unauthenticated</code>' in html
     assert "<code>--allow-unauthenticated</code>" not in html
     # Inline code with spaces breaks between its words only, and its text (what a copy gives) is unchanged.
-    spaced = '<code><span class="nowrap">gcloud</span> <span class="nowrap">auth</span> <span class="nowrap">configure-docker</span></code>'
+    words = ("gcloud", "auth", "configure-docker")
+    spaced = "<code>" + " ".join(f'<span class="nowrap">{word}</span>' for word in words) + "</code>"
     assert spaced in html
     assert "extra.css" in html
 

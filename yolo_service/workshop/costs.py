@@ -193,6 +193,8 @@ def prices_table(prices: Prices = PRICES) -> str:
         ("Cloud Storage, Standard, US multi-region: one GB for a month", prices.bucket_gb_month),
         ("Cloud Build, e2-standard-2: one minute (beyond 2,500 a month)", prices.build_minute),
     ]
-    exact = [f"{amount:.7f}".rstrip("0") for _, amount in rows]  # as published: $0.0000025, $0.40
-    lines = [f"| {what} | ${text.ljust(text.index('.') + 3, '0')} |" for (what, _), text in zip(rows, exact)]
+    lines = []
+    for what, amount in rows:
+        text = f"{amount:.7f}".rstrip("0")  # as published: $0.0000025, and at least cents: $0.40
+        lines.append(f"| {what} | ${text.ljust(text.index('.') + 3, '0')} |")
     return "\n".join(["| price | USD |", "|---|---:|", *lines])
