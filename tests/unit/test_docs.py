@@ -372,3 +372,15 @@ def test_every_json_shape_in_the_text_matches_the_schema(path):
 def test_the_text_quotes_the_predict_contract_somewhere():
     quoted = [parse_shape(t) for path in DOCS + NOTEBOOKS for t in SHAPE.findall(markdown_of(path))]
     assert {schema_of(shape)[0].__name__ for shape in quoted} >= {"PredictRequest", "PredictResponse", "Detection"}
+
+
+def test_the_size_of_the_app_learners_write_is_what_the_text_says():
+    """Step 3's "about N lines" (page and notebook) is the size of the myapp.py the notebook writes."""
+    notebook = json.loads((ROOT / "notebooks" / "03_backend.ipynb").read_text())
+    app = next("".join(c["source"]) for c in notebook["cells"] if "".join(c["source"]).startswith("%%writefile"))
+    written = [line for line in app.splitlines()[1:] if "### " not in line]  # the markers are not in the file
+    claims = [
+        int(n) for path in (ROOT / "workshop" / "03_backend.md", ROOT / "notebooks" / "03_backend.ipynb")
+        for n in re.findall(r"about (\d+) lines", markdown_of(path))
+    ]
+    assert len(claims) >= 2 and all(abs(n - len(written)) <= 3 for n in claims), (claims, len(written))
