@@ -33,7 +33,8 @@ os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from yolo_service import ModelRegistry, Settings, box_iou, random_scene, sample_scene  # noqa: E402
-from yolo_service.engines import decode_output, export_onnx, letterbox  # noqa: E402
+from yolo_service.engines.export import export_onnx  # noqa: E402
+from yolo_service.engines.exported import decode_output, letterbox  # noqa: E402
 from yolo_service.models import BUNDLED_DIR, ModelCatalog  # noqa: E402
 
 CONFIDENT = 0.6  # as tests/perf/test_engines.py: weaker boxes may fall either side of the threshold

@@ -67,7 +67,7 @@ def _learners_copy(config, path: Path) -> str | None:
         return None
     if str(root) not in sys.path:  # the repository's own code, not whichever copy is installed
         sys.path.insert(0, str(root))
-    from yolo_service.teaching import write_student_notebook
+    from yolo_service.workshop.teaching import write_student_notebook
 
     write_student_notebook(source, Path(_generated.name) / STUDENT / path.name)  # again on each build: fresh
     return f"{STUDENT}/{path.name}"

@@ -11,14 +11,22 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "available_cpus", "get_settings"]
+__all__ = ["ENGINE_NAMES", "EngineName", "Settings", "available_cpus", "get_settings"]
 
 MiB = 1024 * 1024
+
+#: The values of ``YOLO_SERVICE_ENGINE``. ultralytics: PyTorch, the reference (any ``.pt``);
+#: openvino / onnxruntime: the model's exported ``NAME.onnx`` with no torch (``yolo-service export NAME``).
+#: Written here, in the torch-free core, because the settings validate against it; the engine
+#: registry (:data:`yolo_service.engines.ENGINES`) maps each name to its loader and refuses to import
+#: if the two disagree, and the CLI and the benchmark read the names from there.
+EngineName = Literal["ultralytics", "openvino", "onnxruntime"]
+ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -81,9 +89,8 @@ class Settings(BaseSettings):
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
-    # ultralytics: PyTorch, the reference (any .pt). openvino / onnxruntime: the model's exported
-    # NAME.onnx with no torch (`yolo-service export NAME`); the slim image sets openvino.
-    engine: Literal["ultralytics", "openvino", "onnxruntime"] = "ultralytics"
+    # See EngineName; the slim image sets openvino.
+    engine: EngineName = "ultralytics"
     # OpenVINO's inference precision; auto: its default (bf16 where the CPU has it, else f32).
     precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
     confidence: float = Field(0.25, ge=0.0, le=1.0)

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from tests.notebooks.runner import NOTEBOOKS
-from yolo_service.teaching import BEGIN_SOLUTION, END_SOLUTION, write_student_notebook
+from yolo_service.workshop.teaching import BEGIN_SOLUTION, END_SOLUTION, write_student_notebook
 
 TRIVIAL = re.compile(r"(pass|\.\.\.|try:|else:|finally:|[\[\](){},;:]*)")
 

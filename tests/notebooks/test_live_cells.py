@@ -4,7 +4,7 @@ Notebooks 05 (compose) and 06 (Cloud Run) build, push and deploy only through
 ``deploy.run(command, live=LIVE)``; notebook 07, the workshop's one clean-up, deletes only through
 ``deploy.run(command, live=CLEANUP)``, a switch of its own. Here the two tools are small scripts first on
 ``PATH`` that append their argv to a record file (the moto style of testing cloud calls): with a switch on,
-the notebooks must issue exactly the commands that ``yolo_service.deploy`` builds, in order, and a Run All
+the notebooks must issue exactly the commands that ``yolo_service.workshop.deploy`` builds, in order, and a Run All
 with ``LIVE = True`` never deletes or stops what it deployed; with the switches off, neither tool may be
 called at all. No test touches the network: the fake ``gcloud`` answers ``services describe`` with the URL
 of a local backend, so the "call the deployed URL" cells call 127.0.0.1.
@@ -24,8 +24,8 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.notebooks.runner import errors, left_running, run_notebook, run_tag, tagged_processes
-from yolo_service import deploy
-from yolo_service.processes import LocalServer
+from yolo_service.workshop import deploy
+from yolo_service.workshop.processes import LocalServer
 
 pytestmark = [pytest.mark.slow]
 

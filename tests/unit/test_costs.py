@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.helpers import ROOT
-from yolo_service import deploy
+from yolo_service.workshop import deploy
 from yolo_service.workshop import costs
 
 CONFIG = deploy.DeployConfig(project="p")

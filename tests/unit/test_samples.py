@@ -84,7 +84,7 @@ def test_cli_names_the_choices_for_an_unknown_sample(capsys):
 
 
 def test_the_widgets_offer_the_photos():
-    from yolo_service.widgets import PredictDemo
+    from yolo_service.workshop.widgets import PredictDemo
 
     demo = PredictDemo(models=["shapes"])
     assert {"square and circle", "bus.jpg", "zidane.jpg"} <= set(demo.sample.options)

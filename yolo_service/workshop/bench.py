@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import available_cpus
+from ..config import available_cpus
 from .processes import LocalServer
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ def big_image(size: int = 6000, target_bytes: int = 600_000) -> bytes:
     """A ``size`` x ``size`` JPEG of about ``target_bytes``: shapes on a textured background."""
     from PIL import Image, ImageFilter
 
-    from .shapes import Shape, draw_scene
+    from ..shapes import Shape, draw_scene
 
     texture = Image.effect_noise((size // 60, size // 60), 60).filter(ImageFilter.GaussianBlur(2)).convert("RGB")
     step = size // 6
@@ -357,7 +357,7 @@ def _predict_vs_inprocess(
     url: str, jpeg: bytes, image: Image.Image, engine: str, settings: Any, n: int
 ) -> dict[str, Any]:
     """``/predict`` (JSON, base64) against the same engine in this process, one request at a time, in turns."""
-    from .models import ModelRegistry
+    from ..models import ModelRegistry
 
     registry = ModelRegistry(settings.model_copy(update={"engine": engine}))
     connection = _Connection(url, "/predict", jpeg, "shapes640", 60)
@@ -374,10 +374,10 @@ def run_bench(out: Path, quick: bool = False) -> dict[str, Any]:
     """Run every measurement, print a summary, write ``out/bench.json`` and ``out/bench.png``; return the figures."""
     from tqdm import tqdm
 
-    from .config import Settings
-    from .engines import export_onnx
-    from .models import BUNDLED_DIR, ModelCatalog, ModelRegistry
-    from .shapes import sample_scene
+    from ..config import Settings
+    from ..engines.export import export_onnx
+    from ..models import BUNDLED_DIR, ModelCatalog, ModelRegistry
+    from ..shapes import sample_scene
 
     os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")
     out.mkdir(parents=True, exist_ok=True)
