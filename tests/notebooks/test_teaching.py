@@ -11,7 +11,14 @@ import pytest
 
 from tests.helpers import ROOT
 from yolo_service import api
-from yolo_service.workshop.teaching import PLACEHOLDER, NotYet, check, source_of, strip_solutions, write_student_notebook
+from yolo_service.workshop.teaching import (
+    PLACEHOLDER,
+    NotYet,
+    check,
+    source_of,
+    strip_solutions,
+    write_student_notebook,
+)
 
 
 def test_source_of_a_nested_route_is_the_file_s_own_lines():

@@ -7,8 +7,7 @@ import re
 import pytest
 
 from tests.helpers import ROOT
-from yolo_service.workshop import deploy
-from yolo_service.workshop import costs
+from yolo_service.workshop import costs, deploy
 
 CONFIG = deploy.DeployConfig(project="p")
 BACKEND = costs.Instance.of(deploy.deploy_backend_command(CONFIG))
