@@ -380,7 +380,8 @@ def test_the_size_of_the_app_learners_write_is_what_the_text_says():
     app = next("".join(c["source"]) for c in notebook["cells"] if "".join(c["source"]).startswith("%%writefile"))
     written = [line for line in app.splitlines()[1:] if "### " not in line]  # the markers are not in the file
     claims = [
-        int(n) for path in (ROOT / "workshop" / "03_backend.md", ROOT / "notebooks" / "03_backend.ipynb")
+        int(n)
+        for path in (ROOT / "workshop" / "03_backend.md", ROOT / "notebooks" / "03_backend.ipynb")
         for n in re.findall(r"about (\d+) lines", markdown_of(path))
     ]
     assert len(claims) >= 2 and all(abs(n - len(written)) <= 3 for n in claims), (claims, len(written))
