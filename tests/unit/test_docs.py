@@ -385,3 +385,19 @@ def test_the_size_of_the_app_learners_write_is_what_the_text_says():
         for n in re.findall(r"about (\d+) lines", markdown_of(path))
     ]
     assert len(claims) >= 2 and all(abs(n - len(written)) <= 3 for n in claims), (claims, len(written))
+
+
+def test_the_instructors_timings_list_every_notebook_with_its_reading_estimate():
+    """The reading column is what scripts/measure_notebooks.py computes (the execution column is measured)."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("measure_notebooks", ROOT / "scripts" / "measure_notebooks.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    page = (ROOT / "workshop" / "instructors.md").read_text()
+    rows = dict(re.findall(r"^\| `(\d\d_\w+)\.ipynb` \| \d+ s \| (\d+) min \|$", page, re.M))
+    assert sorted(rows) == STEPS
+    for step, minutes in rows.items():
+        assert int(minutes) == measure.reading_minutes(nbformat.read(ROOT / "notebooks" / f"{step}.ipynb", 4)), step
