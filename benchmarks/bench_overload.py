@@ -1,4 +1,4 @@
-"""Overload and fault figures of issue 11 (a benchmark: prints numbers, asserts nothing).
+"""Overload and fault figures: unexpected exceptions, and a full queue (a benchmark: prints numbers, asserts nothing).
 
 (a) From a fresh start, N requests that raise an unexpected exception inside a route (the
     test-only fault injection of ``tests/e2e/faulty_app.py``), the server's output a pipe

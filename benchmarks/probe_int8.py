@@ -1,6 +1,6 @@
 """Would INT8 make the exported engine twice as fast as PyTorch? A probe (a benchmark, not a test).
 
-Issue 10 asks the default exported engine for an in-process p50 of at most half PyTorch's, at a
+The target: the default exported engine's in-process p50 at most half PyTorch's, at a
 precision whose boxes still match PyTorch's (IoU >= 0.95 per confident box). On a CPU with bf16
 (AVX512-BF16 or AMX), OpenVINO's default precision gets there; on one without, float32 does not.
 This probe quantizes the same weights to INT8 with NNCF (post-training, calibrated on generated

@@ -94,10 +94,8 @@ class InferenceModes(Collector):
         self.models = models
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "yolo_service_inferences", "inferences by model and mode (latency: alone; throughput: side by side)",
-            labels=["model", "mode"],
-        )  # fmt: skip
+        help_text = "inferences by model and mode (latency: alone; throughput: side by side)"
+        family = CounterMetricFamily("yolo_service_inferences", help_text, labels=["model", "mode"])
         for name, detector in sorted(self.models().items()):
             for mode, count in sorted(detector.inferences.items()):
                 family.add_metric([name, mode], count)

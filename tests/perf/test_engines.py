@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_finds
-from tests.unit.test_no_torch import blocker
 from yolo_service import ModelRegistry, Settings, box_iou, random_scene, sample_scenes
 from yolo_service.engines.exported import decode_output, letterbox, nms
+from yolo_service.workshop.processes import TORCH_MODULES, import_blocker
 
 EXPORTED = ("openvino", "onnxruntime")
 CONFIDENT = 0.6  # detections this sure must be found by every engine; weaker ones may fall either side of 0.25
@@ -137,7 +137,7 @@ def test_nms_and_decoding_of_both_head_layouts():
 
 @pytest.mark.parametrize("engine", EXPORTED)
 def test_exported_engine_runs_with_torch_and_ultralytics_unimportable(engine, weights_dir):
-    code = blocker(("torch", "torchvision", "ultralytics", "cv2")) + textwrap.dedent(
+    code = import_blocker(TORCH_MODULES) + textwrap.dedent(
         f"""
         import json, sys
         from yolo_service import ModelRegistry, Settings, sample_scenes
