@@ -405,3 +405,11 @@ def test_the_instructors_timings_list_every_notebook_with_its_reading_estimate()
     assert sorted(rows) == STEPS
     for step, minutes in rows.items():
         assert int(minutes) == measure.reading_minutes(nbformat.read(ROOT / "notebooks" / f"{step}.ipynb", 4)), step
+
+
+@pytest.mark.parametrize("path", [*WORKSHOP, *NOTEBOOKS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_text_refers_only_to_what_the_learner_has(path):
+    """No "original workshop", "previous session", Colab notebook or test script the learner never had."""
+    text = markdown_of(path) if path.suffix == ".md" else json.dumps(json.loads(path.read_text())["cells"])
+    gone = r"original (workshop|colab|notebook)|previous sessions?|\bcolab\b|test_webapp|workshop's test script"
+    assert re.findall(gone, text, re.I) == []
