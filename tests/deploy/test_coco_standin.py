@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.dockerfiles import Dockerfile
+from tests.deploy.dockerfiles import Dockerfile, substitute
 from tests.helpers import ROOT, api_server
 from yolo_service import encode_base64, sample_scene
 from yolo_service.config import Settings
@@ -65,9 +65,11 @@ def test_a_class_filter_by_coco_name_is_accepted(coco_server):
 
 
 def download_step() -> str:
-    """The weights stage's download command (before ``chown``), for the image's default MODEL."""
+    """The weights stage's download command, then the Ultralytics settings step of torch-deps (before ``chown``)."""
     (run,) = [ins.args for ins in BACKEND.stages["weights"].instructions if "attempt_download_asset" in ins.args]
-    return run.split("&& chown")[0].replace("${MODEL}", BACKEND.args("weights")["MODEL"])
+    (deps,) = [ins.args for ins in BACKEND.stages["torch-deps"].instructions if "settings.update" in ins.args]
+    settings = next(part for part in deps.split("&&") if "settings.update" in part).strip()
+    return substitute(run, BACKEND.args("weights")) + " && " + settings
 
 
 def run_download_step(weights: Path, config: Path) -> subprocess.CompletedProcess:
