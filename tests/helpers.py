@@ -7,10 +7,22 @@ from pathlib import Path
 from yolo_service import Detection, Shape, box_iou
 from yolo_service.processes import LocalServer, executable, free_port
 
-__all__ = ["ARTIFACTS", "ROOT", "Server", "api_server", "assert_finds", "best_match", "executable", "free_port"]
+__all__ = [
+    "ARTIFACTS",
+    "REPORT",
+    "ROOT",
+    "Server",
+    "api_server",
+    "assert_finds",
+    "best_match",
+    "executable",
+    "free_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+#: Lines a test wants people to read (which engine built the images, their sizes…): printed after the run.
+REPORT: list[str] = []
 
 
 class Server(LocalServer):
