@@ -1,4 +1,4 @@
-"""Overload and fault figures of issue 11 (a benchmark: prints numbers, asserts nothing).
+"""Overload and fault figures: unexpected exceptions, and a full queue (a benchmark: prints numbers, asserts nothing).
 
 (a) From a fresh start, N requests that raise an unexpected exception inside a route (the
     test-only fault injection of ``tests/e2e/faulty_app.py``), the server's output a pipe
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.faulty_app import FAILURE_HEADER  # noqa: E402
 from yolo_service import encode_base64, sample_scene  # noqa: E402
-from yolo_service.processes import LocalServer, free_port  # noqa: E402
 from yolo_service.schema import box_iou  # noqa: E402
+from yolo_service.workshop.processes import LocalServer, free_port  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -22,7 +22,7 @@ os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")
 import httpx  # noqa: E402
 
 import yolo_service as ys  # noqa: E402
-from yolo_service.processes import LocalServer  # noqa: E402
+from yolo_service.workshop.processes import LocalServer  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,6 +1,6 @@
 """Would INT8 make the exported engine twice as fast as PyTorch? A probe (a benchmark, not a test).
 
-Issue 10 asks the default exported engine for an in-process p50 of at most half PyTorch's, at a
+The target: the default exported engine's in-process p50 at most half PyTorch's, at a
 precision whose boxes still match PyTorch's (IoU >= 0.95 per confident box). On a CPU with bf16
 (AVX512-BF16 or AMX), OpenVINO's default precision gets there; on one without, float32 does not.
 This probe quantizes the same weights to INT8 with NNCF (post-training, calibrated on generated
@@ -33,7 +33,8 @@ os.environ.setdefault("YOLO_SERVICE_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from yolo_service import ModelRegistry, Settings, box_iou, random_scene, sample_scene  # noqa: E402
-from yolo_service.engines import decode_output, export_onnx, letterbox  # noqa: E402
+from yolo_service.engines.export import export_onnx  # noqa: E402
+from yolo_service.engines.exported import decode_output, letterbox  # noqa: E402
 from yolo_service.models import BUNDLED_DIR, ModelCatalog  # noqa: E402
 
 CONFIDENT = 0.6  # as tests/perf/test_engines.py: weaker boxes may fall either side of the threshold

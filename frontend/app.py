@@ -3,17 +3,24 @@
 A thin script over :mod:`yolo_service.client` (HTTP) and :mod:`yolo_service.drawing`:
 it never loads a model and never imports torch, so its container stays small.
 Run it with ``yolo-service ui`` (or ``streamlit run frontend/app.py``).
+
+It may face the public, so it trusts no backend: the server's API key goes only to the
+backend it was configured with (``BACKEND_URL``), visitors may change the backend only
+where ``YOLO_SERVICE_UI_BACKEND_EDITABLE`` allows it, and every string a backend sends
+(version, model and class names, error details) is shown as text, never as Markdown:
+a model named ``[re-enter your key](https://…)`` must not become a link.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Literal, NamedTuple
 
 import httpx
 import streamlit as st
 
-from yolo_service.client import Client
+from yolo_service.client import Client, origin
 from yolo_service.config import get_settings
 from yolo_service.drawing import draw_detections
 from yolo_service.errors import BackendUnreachable, YoloServiceError
@@ -35,27 +42,62 @@ def default_backend_url() -> str:
     return os.environ.get("BACKEND_URL", "http://localhost:8000")
 
 
-def get_client(url: str) -> Client:
-    """The client of ``url`` with this session's API key (empty: the server's YOLO_SERVICE_API_KEY, if any)."""
-    return _client(url, st.session_state.get("api_key") or None)
+def is_configured_backend(url: str) -> bool:
+    """True when ``url`` reaches the backend this server was configured with (same scheme, host and port)."""
+    try:
+        return origin(url) == origin(default_backend_url())
+    except httpx.InvalidURL:
+        return False
+
+
+class BackendNotAllowed(YoloServiceError):
+    """A backend other than ``BACKEND_URL``, where visitors may not change it."""
+
+    status_code = 403
+
+
+def api_key_for(url: str) -> str:
+    """The key sent to ``url``: the one the visitor typed, else the server's own, but only to its configured backend.
+
+    The server's ``YOLO_SERVICE_API_KEY`` never goes to a URL a visitor typed: that backend could
+    be anyone's, and would log it.
+    """
+    typed = (st.session_state.get("api_key") or "").strip()
+    if typed:
+        return typed
+    configured = get_settings().api_key
+    return configured.get_secret_value() if configured and is_configured_backend(url) else ""
+
+
+def get_client(url: str, api_key: str | None = None) -> Client:
+    """The client of ``url`` with ``api_key`` (default: the key :func:`api_key_for` allows).
+
+    Every call to a backend comes through here, so this is where a backend other than
+    BACKEND_URL is refused when visitors may not change it.
+    """
+    if not get_settings().ui_backend_editable and not is_configured_backend(url):
+        raise BackendNotAllowed(f"this UI talks only to its configured backend, {default_backend_url()}")
+    return _client(url, api_key_for(url) if api_key is None else api_key)
 
 
 @st.cache_resource(max_entries=8)
-def _client(url: str, api_key: str | None) -> Client:
+def _client(url: str, api_key: str) -> Client:
     """One HTTP client (connection pool) per backend URL and key, shared by the sessions that use them."""
     return Client(url, timeout=get_settings().ui_timeout, api_key=api_key)
 
 
+# The answers depend on the key (a backend may list other models to other keys): the key is part of
+# the cache key, so one visitor's answers never serve another's.
 @st.cache_data(ttl=30, show_spinner=False)
-def list_models(url: str) -> list[str]:
+def list_models(url: str, api_key: str) -> list[str]:
     """The backend's model names (cached for 30 s)."""
-    return get_client(url).models()
+    return get_client(url, api_key).models()
 
 
 @st.cache_data(ttl=300, show_spinner=False)
-def model_classes(url: str, model: str) -> list[str]:
+def model_classes(url: str, api_key: str, model: str) -> list[str]:
     """The class names of one model (empty when the backend does not know them yet)."""
-    return get_client(url).model_info(model).classes or []
+    return get_client(url, api_key).model_info(model).classes or []
 
 
 @st.cache_data(show_spinner=False)
@@ -99,41 +141,82 @@ def fake_prediction(name: str | None, width: int, height: int) -> PredictRespons
     )
 
 
-def unreachable(url: str, exc: BackendUnreachable) -> str:
-    """The message for a backend that does not answer: what happened, then what to do."""
+class Notice(NamedTuple):
+    """What to tell the visitor: this UI's own words (Markdown), then what the backend or the network said.
+
+    ``said`` comes from outside (a backend's version, names and error details, an exception's text):
+    :func:`show` writes it with ``st.text``, which parses neither Markdown nor HTML.
+    """
+
+    kind: Literal["success", "warning", "error"]
+    message: str
+    said: str = ""
+
+
+def show(notice: Notice) -> None:
+    """The notice's message in a coloured box, and what was said under it as plain text."""
+    box = {"success": st.success, "warning": st.warning, "error": st.error}[notice.kind]
+    box(notice.message)
+    if notice.said:
+        st.text(notice.said)
+
+
+def unreachable(url: str, exc: BackendUnreachable) -> Notice:
+    """The notice for a backend that does not answer: what happened, then what to do."""
     if isinstance(exc.__cause__, httpx.TimeoutException):
-        return (
-            f"Backend at {url} did not answer within {get_settings().ui_timeout:.0f} s: it may be busy, or still "
+        message = (
+            f"The backend did not answer within {get_settings().ui_timeout:.0f} s: it may be busy, or still "
             "starting (a Cloud Run service can take a minute on its first request). Try again in a moment."
         )
-    return f"Backend at {url} is not reachable ({exc.__cause__ or exc}).\n\n{COMPOSE_HINT}"
+        return Notice("error", message, f"Backend at {url}")
+    return Notice("error", f"The backend is not reachable.\n\n{COMPOSE_HINT}", f"{url}: {exc.__cause__ or exc}")
 
 
-def failed(exc: YoloServiceError) -> str:
-    """The message for an error answer: the request's fault (4xx), or the backend's (anything else)."""
+def failed(exc: YoloServiceError) -> Notice:
+    """The notice for an error answer: the request's fault (4xx), or the backend's (anything else)."""
+    if isinstance(exc, BackendNotAllowed):
+        return Notice("error", "This UI cannot call that backend.", str(exc))
     if 400 <= exc.status_code < 500:
-        return f"The backend refused the request: {exc}"
-    return f"The backend failed to answer: {exc}\n\nTry again; if it keeps failing, look at the backend's log."
+        return Notice("error", "The backend refused the request:", str(exc))
+    return Notice(
+        "error", "The backend failed to answer. Try again; if it keeps failing, look at the backend's log.", str(exc)
+    )
 
 
-def check_backend(url: str) -> tuple[bool, str, list[str]]:
-    """The "Is alive" check: (alive, message for people, model names)."""
+def check_backend(url: str) -> tuple[Notice, list[str]]:
+    """The "Is alive" check: (what to tell people, model names)."""
     try:
         client = get_client(url)
         client.health()
         version, models, ready = client.version(), client.models(), client.ready()
     except BackendUnreachable as exc:
-        return False, unreachable(url, exc), []
+        return unreachable(url, exc), []
     except YoloServiceError as exc:
-        return False, failed(exc), []
-    return True, f"Backend is alive: yolo-service {version}" + ("" if ready else " (model still loading)"), models
+        return failed(exc), []
+    alive = "Backend is alive" if ready else "Backend is alive (model still loading)"
+    return Notice("success", alive, f"yolo-service {version}"), models
+
+
+def choose_backend() -> str:
+    """The Backend URL box: editable where YOLO_SERVICE_UI_BACKEND_EDITABLE allows it, else fixed to BACKEND_URL."""
+    editable = get_settings().ui_backend_editable
+    if not editable or "backend_url" not in st.session_state:
+        # Not editable: the box is disabled, and whatever a crafted client sends for it is overwritten here.
+        st.session_state["backend_url"] = default_backend_url()
+    url = st.text_input(
+        "Backend URL",
+        key="backend_url",
+        disabled=not editable,
+        help=None if editable else "This UI talks only to the backend it was configured with.",
+    ).strip()
+    return url if editable else default_backend_url()
 
 
 def sidebar() -> tuple[str, bool]:
-    """Backend URL, test mode and the "Is alive" check."""
+    """Backend URL, API key, test mode and the "Is alive" check."""
     with st.sidebar:
         st.header("Backend")
-        url = st.text_input("Backend URL", value=default_backend_url(), key="backend_url").strip()
+        url = choose_backend()
         # The configured key stays on the server (never sent to the browser); a typed key replaces it.
         st.text_input("API key", type="password", key="api_key", help="the backend's X-API-Key, if it needs one")
         test_mode = st.toggle("Test mode (no backend: fake detections)", key="test_mode")
@@ -141,10 +224,10 @@ def sidebar() -> tuple[str, bool]:
             st.session_state["alive"] = (url, *check_backend(url))
         checked = st.session_state.get("alive")
         if checked and checked[0] == url:  # kept across reruns, forgotten when the URL changes
-            _, ok, message, models = checked
-            (st.success if ok else st.error)(message)
+            _, notice, models = checked
+            show(notice)
             if models:
-                st.caption("Models: " + ", ".join(models))
+                st.text("Models: " + ", ".join(models))
     return url, test_mode
 
 
@@ -153,21 +236,25 @@ def choose_model(url: str, test_mode: bool) -> tuple[str | None, float, list[str
     models: list[str] = []
     if not test_mode:
         try:
-            models = list_models(url)
+            models = list_models(url, api_key_for(url))
         except BackendUnreachable:
-            st.warning(
-                f"Cannot list the backend's models: {url} is not reachable. "
-                "Click **Is alive** in the sidebar for help, or switch on test mode."
+            show(
+                Notice(
+                    "warning",
+                    "Cannot list the backend's models: the backend is not reachable. "
+                    "Click **Is alive** in the sidebar for help, or switch on test mode.",
+                    f"Backend at {url}",
+                )
             )
         except YoloServiceError as exc:
-            st.warning(f"Cannot list the backend's models: {exc}")
+            show(Notice("warning", "Cannot list the backend's models:", str(exc)))
     left, middle, right = st.columns(3)
     model = left.selectbox("Model", [SERVER_DEFAULT, *models], key="model")
     confidence = middle.slider("Confidence threshold", 0.0, 1.0, get_settings().confidence, 0.05, key="confidence")
     classes: list[str] = []
     if model != SERVER_DEFAULT:
         try:
-            classes = model_classes(url, model)
+            classes = model_classes(url, api_key_for(url), model)
         except YoloServiceError:
             classes = []
     chosen = right.multiselect("Only these classes (optional)", classes, key="classes")
@@ -186,7 +273,7 @@ def choose_image() -> tuple[str | None, bytes | None]:
             return None, None
         data = upload.getvalue()
         if len(data) > limit:
-            st.error(f"{upload.name} is {len(data):,} bytes; the backend accepts at most {limit:,} bytes.")
+            st.error(f"This file is {len(data):,} bytes; the backend accepts at most {limit:,} bytes.")
             return None, None
         return upload.name, data
     samples = sample_images()
@@ -201,7 +288,7 @@ def predict(
     try:
         image = load_image(data)
     except YoloServiceError as exc:
-        st.error(f"This file cannot be used: {exc}")
+        show(Notice("error", "This file cannot be used:", str(exc)))
         return
     started = time.perf_counter()
     try:
@@ -213,10 +300,10 @@ def predict(
                     data, model, confidence=confidence, classes=classes or None, multipart=True
                 )
     except BackendUnreachable as exc:
-        st.error(unreachable(url, exc))
+        show(unreachable(url, exc))
         return
     except YoloServiceError as exc:
-        st.error(failed(exc))
+        show(failed(exc))
         return
     st.session_state["result"] = {
         "name": name,
@@ -239,7 +326,8 @@ def show_result() -> None:
     server.metric("Server processing time", f"{result.time * 1000:.0f} ms")
     round_trip.metric("Round-trip time", f"{saved['round_trip'] * 1000:.0f} ms")
     count.metric("Detections", len(result.detections))
-    st.image(saved["annotated"], caption=f"{saved['name']} — model {result.model}")
+    st.image(saved["annotated"])
+    st.text(f"{saved['name']} — model {result.model}")  # a caption would be Markdown, and the name is the backend's
     st.dataframe(
         [
             {

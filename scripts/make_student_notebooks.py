@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_service.teaching import ROOT, write_student_notebook
+from yolo_service.workshop.teaching import ROOT, write_student_notebook
 
 
 def main(argv: list[str] | None = None) -> int:

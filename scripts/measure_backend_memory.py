@@ -1,4 +1,4 @@
-"""Measure the backend's peak resident memory under load, to size Cloud Run's ``--memory`` (yolo_service/deploy.py).
+"""The backend's peak resident memory under load, to size Cloud Run's ``--memory`` (yolo_service.workshop.deploy).
 
 Starts ``yolo-service serve`` (the backend image's CMD) on loopback with a yolo26n-sized model
 (the stand-in of tests/deploy/conftest.py: Ultralytics' architecture, random weights; exported to
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.deploy.conftest import build_standin, export_like_the_builder  # noqa: E402
 from yolo_service import encode_base64, sample_scene  # noqa: E402
-from yolo_service.deploy import backend_concurrency  # noqa: E402
-from yolo_service.processes import LocalServer, free_port  # noqa: E402
+from yolo_service.workshop.deploy import backend_concurrency  # noqa: E402
+from yolo_service.workshop.processes import LocalServer, free_port  # noqa: E402
 
 
 def jpeg(width: int, height: int) -> str:

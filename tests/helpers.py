@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from yolo_service import Detection, Shape, box_iou
-from yolo_service.processes import LocalServer, executable, free_port
+from yolo_service.workshop.processes import LocalServer, executable, free_port
 
 __all__ = [
     "ARTIFACTS",
@@ -26,7 +26,7 @@ REPORT: list[str] = []
 
 
 class Server(LocalServer):
-    """A :class:`~yolo_service.processes.LocalServer` whose log is kept under ``test-artifacts/``."""
+    """A :class:`~yolo_service.workshop.processes.LocalServer` whose log is kept under ``test-artifacts/``."""
 
     def __init__(
         self,

@@ -245,13 +245,7 @@ def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int,
         )
     sx, sy = image.width / original[0], image.height / original[1]
     if (sx, sy) != (1.0, 1.0):
-        detections = [
-            d.model_copy(
-                update={"x_min": round(d.x_min * sx), "x_max": round(d.x_max * sx)}
-                | {"y_min": round(d.y_min * sy), "y_max": round(d.y_max * sy)}
-            )
-            for d in detections
-        ]
+        detections = [d.scaled(sx, sy) for d in detections]
     buffer = io.BytesIO()
     # 4:4:4 chroma: thin coloured box lines keep their colour (4:2:0 would blur them into the photo).
     draw_detections(image, detections).save(buffer, "JPEG", quality=85, subsampling=0)
@@ -517,5 +511,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise _validation_error(exc) from None
         return await svc.run_predict(image, options)
 
-    instrument(app, service)  # GET /metrics and its counters (yolo_service/metrics.py)
+    instrument(app, service, PREDICT_PATHS)  # GET /metrics and its counters (yolo_service/metrics.py)
     return app

@@ -96,7 +96,7 @@ def _up(args: argparse.Namespace) -> int:
     if script is None:
         print("error: frontend/app.py not found: run from a clone of the repository", file=sys.stderr)
         return 2
-    from .processes import LocalServer
+    from .workshop.processes import LocalServer
 
     api = LocalServer([sys.executable, "-m", "yolo_service", "serve"], args.api_port, wait=False, show_output=True)
     ui = LocalServer(
@@ -209,11 +209,18 @@ def _models(args: argparse.Namespace) -> int:
     from .models import ModelCatalog
 
     catalog = ModelCatalog()
-    for name in catalog.names():
+    states = {name: catalog.state(name) for name in catalog.names()}
+    for name, state in states.items():
         spec = catalog.spec(name)
-        state = "on disk" if spec.path.is_file() else "downloads on first use"
         print(f"{name:<12}{spec.source:<9}{state:<24}{spec.description}")
-    print(f"weights directory: {catalog.weights_dir}")
+    engine = catalog.settings.engine
+    print(f"weights directory: {catalog.weights_dir}; engine: {engine} (YOLO_SERVICE_ENGINE)")
+    if "not exported yet" in states.values():
+        print(
+            f"the {engine} engine serves a model's NAME.onnx: run `yolo-service export NAME` where the serve extra "
+            "is installed, or set YOLO_SERVICE_ENGINE=ultralytics",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -248,27 +255,29 @@ def _download(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """Export a model to ONNX next to its weights, for the torch-free engines."""
-    from .engines import export_onnx
+    from .engines import ENGINES
+    from .engines.export import export_onnx
     from .models import ModelCatalog
 
     catalog = ModelCatalog()
     catalog.download(args.name)
     out = Path(args.out) if args.out else None
     path = export_onnx(catalog.spec(args.name), out, imgsz=args.imgsz, nms_free=args.nms_free)
-    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE=openvino or onnxruntime)")
+    torch_free = " or ".join(name for name, engine in ENGINES.items() if not engine.torch)
+    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE={torch_free})")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     """Measure the engines, the HTTP server and memory; write bench.json and bench.png."""
-    from .bench import run_bench
+    from .workshop.bench import run_bench
 
     run_bench(Path(args.out), quick=args.quick)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainingConfig, train_shapes
+    from .workshop.training import TrainingConfig, train_shapes
 
     overrides = {"epochs": args.epochs, "train_images": args.images, "imgsz": args.imgsz}
     config = TrainingConfig(**{k: v for k, v in overrides.items() if v is not None})

@@ -5,14 +5,27 @@ errors: an error response becomes the same :class:`~yolo_service.errors.YoloServ
 subclass the server raised, with the server's message, and a backend that does not
 answer becomes :class:`~yolo_service.errors.BackendUnreachable` with a hint. httpx
 only; no torch.
+
+A backend may be anyone's URL (the UI lets visitors type one), so the client bounds what
+an answer can cost: the whole exchange has a deadline (httpx's timeouts apply to each
+network read, so a backend that trickles a byte a second never times out), the body is
+read in chunks and refused past ``client_max_response_bytes``, redirects are not
+followed, and an error body that is not the kit's JSON error is never echoed.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import re
+import time
+from contextvars import ContextVar
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import httpcore
 import httpx
 from PIL import Image
 from pydantic import BaseModel, ValidationError
@@ -22,10 +35,127 @@ from .errors import BackendUnreachable, YoloServiceError, error_class
 from .images import encode_base64, encode_image, read_image_bytes
 from .schema import ModelInfo, PredictResponse
 
-__all__ = ["Client"]
+__all__ = ["Client", "normalize_url", "origin"]
 
 ImageSource = str | Path | bytes | Image.Image
 _Answer = TypeVar("_Answer", bound=BaseModel)
+
+
+#: The longest error detail from a backend the client passes on (the kit's own are one or two sentences).
+MAX_DETAIL_CHARS = 1000
+
+
+def normalize_url(url: str) -> str:
+    """A backend URL as the client calls it: no surrounding space or trailing slash, ``http://`` when no scheme."""
+    url = url.strip()
+    if not re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url):
+        url = "http://" + url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` the client connects to: ``localhost:8000`` is ``("http", "localhost", 8000)``.
+
+    Parsed by httpx, the parser the connection itself uses, so ``http://good:80@evil`` is ``evil``.
+    Raises ``httpx.InvalidURL`` for a URL the client cannot call (no host, not http or https).
+    """
+    parsed = httpx.URL(normalize_url(url))
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise httpx.InvalidURL(f"{url!r} is not an http:// or https:// URL with a host")
+    return parsed.scheme, parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+# --- The whole exchange's deadline ------------------------------------------------------------
+# httpx applies its timeout to each network operation: a backend that sends a byte every few
+# seconds, or an endless body, never times out. Every connect, read and write of the client's
+# connections goes through _DeadlineNetwork, which shortens its timeout to what is left of the
+# deadline of the exchange in progress (a ContextVar: one per thread, so one client may serve
+# several threads, as the UI's cached clients do).
+_deadline: ContextVar[float | None] = ContextVar("yolo_service_client_deadline", default=None)
+
+
+def _until_deadline(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` shortened to the time left before the current deadline; ``expired`` once it has passed."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the whole answer did not arrive before the deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end at the current exchange's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _until_deadline(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _until_deadline(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        secured = self._stream.start_tls(
+            ssl_context, server_hostname, _until_deadline(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(secured)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineNetwork(httpcore.NetworkBackend):
+    """httpcore's socket backend, connecting through :class:`_DeadlineStream`."""
+
+    def __init__(self) -> None:
+        self._network = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _until_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._network.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        timeout = _until_deadline(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._network.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._network.sleep(seconds)
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    """httpx's own transport (connection pool, limits, TLS), on :class:`_DeadlineNetwork`.
+
+    httpx takes no network backend, so its pool is swapped for httpcore's with one (the
+    pool's ``network_backend`` is httpcore's public API; ``_pool`` is httpx's attribute).
+    """
+    transport = httpx.HTTPTransport()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)  # httpx's
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_DeadlineNetwork(),
+    )
+    return transport
 
 
 def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
@@ -42,20 +172,43 @@ class Client:
 
     Args:
         url: the backend's base URL, e.g. ``http://localhost:8000`` or a Cloud Run URL.
-        timeout: seconds to wait for an answer (connect and read).
+        timeout: seconds for a whole exchange: connecting, sending, and the complete answer.
         api_key: sent as the ``X-API-Key`` header when the backend requires one; default:
             the ``YOLO_SERVICE_API_KEY`` setting (unset or empty: no header).
+        max_response_bytes: the largest answer read; default: the ``client_max_response_bytes`` setting.
     """
 
-    def __init__(self, url: str = "http://localhost:8000", timeout: float = 30.0, api_key: str | None = None) -> None:
-        self.url = url.strip().rstrip("/")
-        if not self.url.startswith(("http://", "https://")):
-            self.url = "http://" + self.url
+    def __init__(
+        self,
+        url: str = "http://localhost:8000",
+        timeout: float = 30.0,
+        api_key: str | None = None,
+        max_response_bytes: int | None = None,
+    ) -> None:
+        self.url = normalize_url(url)
+        try:
+            origin(self.url)
+        except httpx.InvalidURL as exc:
+            raise BackendUnreachable(
+                f"{url!r} is not a backend URL ({exc}): give one such as http://localhost:8000 "
+                "or the https://…run.app URL of a Cloud Run service"
+            ) from exc
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes or get_settings().client_max_response_bytes
         if api_key is None:
             configured = get_settings().api_key
             api_key = configured.get_secret_value() if configured else ""
-        headers = {"X-API-Key": api_key.strip()} if api_key.strip() else None
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        # identity: a compressed answer could grow a thousandfold past the byte count the cap sees
+        headers = {"Accept-Encoding": "identity"}
+        if api_key.strip():
+            headers["X-API-Key"] = api_key.strip()
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers=headers,
+            follow_redirects=False,
+            transport=_deadline_transport(),  # a transport of our own also means no proxy from the environment
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -71,8 +224,10 @@ class Client:
         return f"Client({self.url!r})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        token = _deadline.set(time.monotonic() + self.timeout)
         try:
-            response = self._http.request(method, path, **kwargs)
+            with self._http.stream(method, path, **kwargs) as response:
+                body = self._read(response)
         except httpx.TimeoutException as exc:
             raise BackendUnreachable(
                 f"{self.url} did not answer in time ({exc.__class__.__name__}): is it overloaded, or still starting?"
@@ -82,24 +237,70 @@ class Client:
                 f"cannot reach the backend at {self.url} ({exc}): check the URL and that the backend runs. "
                 "Inside docker compose the backend is http://backend:8000, not localhost."
             ) from exc
+        finally:
+            _deadline.reset(token)
+        return self._answer(response, body, path)
+
+    def _read(self, response: httpx.Response) -> bytes:
+        """The body of ``response``, read in chunks and refused past ``max_response_bytes``."""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise YoloServiceError(
+                f"{self.url} answered a compressed body ({encoding[:20]}) though the client asked for none: "
+                "is this the URL of a yolo-service backend?"
+            )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            raise self._too_large(int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise self._too_large(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, size: int) -> YoloServiceError:
+        return YoloServiceError(
+            f"{self.url} answered more than {self.max_response_bytes:,} bytes (at least {size:,}), "
+            "the client's limit (YOLO_SERVICE_CLIENT_MAX_RESPONSE_BYTES): is this the URL of a yolo-service backend?"
+        )
+
+    def _answer(self, response: httpx.Response, body: bytes, path: str) -> Any:
+        """The JSON of a success; else the error the backend named, raised again."""
+        status = response.status_code
         if response.is_success:
             try:
-                return response.json()
-            except ValueError as exc:  # an HTML page or a cut-off answer: not this API speaking
+                return json.loads(body)
+            except (ValueError, RecursionError) as exc:  # an HTML page, a cut-off answer, [[[[…: not this API
                 raise YoloServiceError(
-                    f"{self.url}{path} answered {response.status_code} with a body that is not JSON ({exc}): "
+                    f"{self.url}{path} answered {status} with a body that is not JSON ({exc}): "
                     "is this the URL of a yolo-service backend?"
                 ) from exc
         try:
-            body = response.json()
+            error = json.loads(body)
+        except (ValueError, RecursionError):
+            error = None
+        name = error.get("error") if isinstance(error, dict) else None
+        detail = error.get("detail") if isinstance(error, dict) else None
+        retry = response.headers.get("retry-after", "")
+        retry_after = int(retry) if retry.isdigit() and len(retry) < 6 else None
+        cls = error_class(name if isinstance(name, str) else None, status)
+        if isinstance(name, str) and isinstance(detail, str) and cls.__name__ == name:  # the kit's error shape
+            if len(detail) > MAX_DETAIL_CHARS:
+                detail = detail[:MAX_DETAIL_CHARS] + "…"
+            raise cls(detail, retry_after=retry_after)
+        # Anything else is not echoed: its text is whatever the server at that URL chose to say.
+        try:
+            phrase = HTTPStatus(status).phrase
         except ValueError:
-            body = {}
-        detail = body.get("detail") if isinstance(body, dict) else None
-        if not isinstance(detail, str):  # FastAPI's 422 gives a list of problems
-            detail = f"{response.status_code} {response.reason_phrase}: {detail or response.text[:200]}"
-        cls = error_class(body.get("error") if isinstance(body, dict) else None, response.status_code)
-        retry = response.headers.get("retry-after")
-        raise cls(detail, retry_after=int(retry) if retry and retry.isdigit() else None)
+            phrase = "(unknown status)"
+        if response.is_redirect:
+            hint = "a redirect, which the client does not follow: give the final URL (https://… for Cloud Run)"
+        else:
+            hint = "not the JSON error of a yolo-service backend: is this the right URL?"
+        raise cls(f"{status} {phrase}: {hint}", retry_after=retry_after)
 
     def _parse(self, model: type[_Answer], body: Any) -> _Answer:
         """``body`` as ``model``; JSON that is not what the API promises is a typed error, not a crash."""
@@ -117,7 +318,10 @@ class Client:
 
     def version(self) -> str:
         """The service's version (``GET /version``)."""
-        return str(self._request("GET", "/version"))
+        version = self._request("GET", "/version")
+        if not isinstance(version, str) or len(version) > 100:
+            raise YoloServiceError(f"{self.url}/version is not a version: is this the URL of a yolo-service backend?")
+        return version
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok"}`` when the backend is alive; raises otherwise."""
@@ -136,12 +340,16 @@ class Client:
 
     def models(self) -> list[str]:
         """The names of the models the backend serves."""
-        names: list[str] = self._request("GET", "/models")
+        names = self._request("GET", "/models")
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise YoloServiceError(
+                f"{self.url}/models is not a list of names: is this the URL of a yolo-service backend?"
+            )
         return names
 
     def model_info(self, name: str) -> ModelInfo:
         """Details of one model: classes, source, loaded, available offline."""
-        return self._parse(ModelInfo, self._request("GET", f"/models/{name}"))
+        return self._parse(ModelInfo, self._request("GET", f"/models/{quote(name, safe='')}"))
 
     def predict(
         self,

@@ -11,14 +11,22 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "available_cpus", "get_settings"]
+__all__ = ["ENGINE_NAMES", "EngineName", "Settings", "available_cpus", "get_settings"]
 
 MiB = 1024 * 1024
+
+#: The values of ``YOLO_SERVICE_ENGINE``. ultralytics: PyTorch, the reference (any ``.pt``);
+#: openvino / onnxruntime: the model's exported ``NAME.onnx`` with no torch (``yolo-service export NAME``).
+#: Written here, in the torch-free core, because the settings validate against it; the engine
+#: registry (:data:`yolo_service.engines.ENGINES`) maps each name to its loader and refuses to import
+#: if the two disagree, and the CLI and the benchmark read the names from there.
+EngineName = Literal["ultralytics", "openvino", "onnxruntime"]
+ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -71,7 +79,15 @@ class Settings(BaseSettings):
     )
     api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
     annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
-    ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's answer")
+    ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's whole answer")
+    ui_backend_editable: bool = Field(
+        True,
+        description="visitors may type another backend URL in the UI (the workshop: learners point it at their "
+        "Cloud Run URL); false: the UI talks only to BACKEND_URL, for a UI open to the public",
+    )
+    client_max_response_bytes: int = Field(
+        16 * MiB, ge=1024, description="the largest answer the client (UI, CLI, widgets) reads from a backend"
+    )
 
     # Models
     weights_dir: Path = Field(default_factory=_default_weights_dir)
@@ -81,9 +97,8 @@ class Settings(BaseSettings):
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
-    # ultralytics: PyTorch, the reference (any .pt). openvino / onnxruntime: the model's exported
-    # NAME.onnx with no torch (`yolo-service export NAME`); the slim image sets openvino.
-    engine: Literal["ultralytics", "openvino", "onnxruntime"] = "ultralytics"
+    # See EngineName; the slim image sets openvino.
+    engine: EngineName = "ultralytics"
     # OpenVINO's compiled models in WEIGHTS_DIR/openvino-cache, when it can be written: the next start compiles
     # in a third of the time. The images turn it off: a container starts with an empty filesystem (in memory
     # on Cloud Run), so a cache would cost RAM and never be reused.

@@ -53,6 +53,12 @@ class YoloServiceError(Exception):
 
     status_code: int = 500
 
+    def __init_subclass__(cls, status_code: int | None = None, **kwargs: Any) -> None:
+        """``class NotFound(YoloServiceError, status_code=404)``: the status stands on the class's line."""
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+
     def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -62,28 +68,20 @@ class YoloServiceError(Exception):
         return self.message
 
 
-class InvalidImage(YoloServiceError):
+class InvalidImage(YoloServiceError, status_code=400):
     """The bytes are not a readable image (empty, bad base64, truncated, not an image)."""
 
-    status_code = 400
 
-
-class UnsupportedImageFormat(InvalidImage):
+class UnsupportedImageFormat(InvalidImage, status_code=415):
     """A readable image whose format is not in the allowed list."""
 
-    status_code = 415
 
-
-class MalformedRequest(YoloServiceError):
+class MalformedRequest(YoloServiceError, status_code=400):
     """The request body cannot be parsed at all (e.g. multipart without a boundary, too many files)."""
 
-    status_code = 400
 
-
-class InvalidRequest(YoloServiceError):
+class InvalidRequest(YoloServiceError, status_code=422):
     """A request parameter outside the schema, or one the schema cannot check (e.g. an unknown class name)."""
-
-    status_code = 422
 
     def __init__(
         self, message: str, *, fields: list[dict[str, Any]] | None = None, retry_after: int | None = None
@@ -92,46 +90,32 @@ class InvalidRequest(YoloServiceError):
         self.fields = fields
 
 
-class ImageTooLarge(YoloServiceError):
+class ImageTooLarge(YoloServiceError, status_code=413):
     """The image (or the request body) exceeds the configured byte or pixel limit."""
 
-    status_code = 413
 
-
-class UnknownModel(YoloServiceError):
+class UnknownModel(YoloServiceError, status_code=404):
     """The model name is not in the catalog, or is not a safe file name."""
 
-    status_code = 404
 
-
-class Unauthorized(YoloServiceError):
+class Unauthorized(YoloServiceError, status_code=401):
     """The service requires an API key (header ``X-API-Key``) and the request had none or a wrong one."""
 
-    status_code = 401
 
-
-class NotFound(YoloServiceError):
+class NotFound(YoloServiceError, status_code=404):
     """No route at this path."""
 
-    status_code = 404
 
-
-class MethodNotAllowed(YoloServiceError):
+class MethodNotAllowed(YoloServiceError, status_code=405):
     """The route exists but does not take this HTTP method."""
 
-    status_code = 405
 
-
-class InternalError(YoloServiceError):
+class InternalError(YoloServiceError, status_code=500):
     """A defect of the service: an exception nobody expected (the server logs its traceback)."""
 
-    status_code = 500
 
-
-class ServiceUnavailable(YoloServiceError):
+class ServiceUnavailable(YoloServiceError, status_code=503):
     """Temporarily unable to serve; ``retry_after`` says when to try again."""
-
-    status_code = 503
 
 
 class ModelUnavailable(ServiceUnavailable):

@@ -10,8 +10,8 @@ clients send.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import Scope
 
+    from .engines import DetectorBase
+    from .models import ModelRegistry
     from .schema import PredictResponse
 
-__all__ = ["Metrics", "instrument"]
+__all__ = ["Metrics", "Observed", "instrument"]
 
-PREDICT_ROUTES = frozenset({"/predict", "/predict/file"})
 #: Why a predict request got no detections, by status.
 REFUSALS = {400: "invalid_image", 413: "too_large", 415: "unsupported_format", 503: "unavailable"}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -34,7 +35,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 
 class Metrics:
     """The service's Prometheus metrics, on a registry of their own."""
 
-    def __init__(self, queue_depth: Callable[[], float] | None = None) -> None:
+    def __init__(self, predict_routes: frozenset[str], queue_depth: Callable[[], float] | None = None) -> None:
+        self.predict_routes = predict_routes  # where a 4xx/5xx is an image refused
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "yolo_service_requests",
@@ -73,7 +75,7 @@ class Metrics:
         """Record one HTTP response."""
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
-        if route in PREDICT_ROUTES and status in REFUSALS:
+        if route in self.predict_routes and status in REFUSALS:
             self.refused.labels(REFUSALS[status]).inc()
 
     def render(self) -> bytes:
@@ -88,25 +90,34 @@ class InferenceModes(Collector):
     queue. Mostly ``latency`` under steady load means requests reach the model one at a time.
     """
 
-    def __init__(self, models: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, models: Callable[[], dict[str, DetectorBase]]) -> None:
         self.models = models
 
-    def collect(self) -> Any:
-        family = CounterMetricFamily(
-            "yolo_service_inferences", "inferences by model and mode (latency: alone; throughput: side by side)",
-            labels=["model", "mode"],
-        )  # fmt: skip
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        help_text = "inferences by model and mode (latency: alone; throughput: side by side)"
+        family = CounterMetricFamily("yolo_service_inferences", help_text, labels=["model", "mode"])
         for name, detector in sorted(self.models().items()):
             for mode, count in sorted(detector.inferences.items()):
                 family.add_metric([name, mode], count)
         yield family
 
 
-def instrument(app: FastAPI, service: Any) -> Metrics:
-    """Add ``GET /metrics`` to ``app`` and count what ``service`` answers and predicts."""
+class Observed(Protocol):
+    """What :func:`instrument` reads of the service (:class:`yolo_service.api.Service` is one)."""
+
+    registry: ModelRegistry  # its predictions' model time, and the loaded detectors' inferences
+    in_flight: int  # the queue depth
+    on_response: list[Callable[[Scope, int, float], None]]  # called after every HTTP response
+
+
+def instrument(app: FastAPI, service: Observed, predict_routes: frozenset[str]) -> Metrics:
+    """Add ``GET /metrics`` to ``app`` and count what ``service`` answers and predicts.
+
+    ``predict_routes``: the routes that take images, whose refusals are counted by reason.
+    """
     from fastapi.responses import PlainTextResponse
 
-    metrics = Metrics(queue_depth=lambda: getattr(service, "in_flight", 0))
+    metrics = Metrics(predict_routes, queue_depth=lambda: service.in_flight)
     service.registry.on_predict.append(metrics.observe_prediction)
     metrics.registry.register(InferenceModes(service.registry.detectors))
 

@@ -1,47 +1,37 @@
-"""The model catalog and the detector: which models exist, how they load, how they predict.
+"""The model catalog and registry: which models exist, which one is the default, and the loaded ones.
 
 Names, never paths: a model is ``yolo26n`` (COCO, downloaded by Ultralytics on first
 use), ``shapes`` (bundled with this package), or ``NAME`` for a ``NAME.pt`` file in the
 weights directory. A name is checked before any file is touched, so no request can
 open a file outside the weights directory.
 
-Torch and Ultralytics are imported inside functions only: importing this module is
-cheap, and the rest of the package (UI, client) works without them.
+How a model runs is the engines' business (:mod:`yolo_service.engines`): this module imports
+them, never the reverse. Torch and Ultralytics are imported inside functions only: importing
+this module is cheap, and the rest of the package (UI, client) works without them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
-import queue
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, get_settings
-from .errors import InvalidRequest, ModelUnavailable, UnknownModel
-from .schema import Detection, ImageInfo, ModelInfo, PredictResponse
+from .engines import ENGINES, DetectorBase, ModelSpec, load_detector
+from .engines.ultralytics import configure_ultralytics, import_ultralytics
+from .errors import ModelUnavailable, UnknownModel
+from .schema import ImageInfo, ModelInfo, PredictResponse
 from .shapes import SHAPE_CLASSES
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = [
-    "COCO_MODELS",
-    "Detector",
-    "ModelCatalog",
-    "ModelRegistry",
-    "ModelSpec",
-    "download",
-    "predict",
-]
+__all__ = ["COCO_MODELS", "ModelCatalog", "ModelRegistry", "download", "predict"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,29 +48,12 @@ BUNDLED_DIR = Path(__file__).parent / "weights"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A catalog entry: where a model's weights live and what it detects."""
-
-    name: str
-    source: str  # "coco" | "bundled" | "local"
-    path: Path
-    description: str
-    imgsz: int = 640
-    classes: tuple[str, ...] | None = None
-
-    @property
-    def exported(self) -> Path:
-        """The model's ONNX file (``NAME.onnx`` next to its weights), which the exported-model engines run."""
-        return self.path.with_suffix(".onnx")
-
-
 class ModelCatalog:
     """The models this installation can serve, by name."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        _configure_ultralytics(self.settings)
+        configure_ultralytics(self.settings)
 
     @property
     def weights_dir(self) -> Path:
@@ -132,9 +105,24 @@ class ModelCatalog:
         """True when the weights are on disk (the ONNX file for an exported-model engine), so it loads offline."""
         return self._weights(self.spec(name)).is_file()
 
+    def state(self, name: str) -> str:
+        """Whether the configured engine can serve ``name``, in a few words (``yolo-service models``).
+
+        ``on disk``: the file this engine loads is there. Else what it takes: a COCO model downloads on
+        first use (PyTorch, online); an exported-model engine needs ``yolo-service export NAME`` first.
+        """
+        spec = self.spec(name)
+        if self._weights(spec).is_file():
+            return "on disk"
+        if not ENGINES[self.settings.engine].torch:
+            return "not exported yet"
+        if spec.source != "coco":
+            return "weights missing"
+        return "not available offline" if self.settings.offline else "downloads on first use"
+
     def _weights(self, spec: ModelSpec) -> Path:
         """The file the configured engine loads: the ``.pt`` (or a user's ``.onnx``) for Ultralytics, else ONNX."""
-        return spec.path if self.settings.engine == "ultralytics" else spec.exported
+        return ENGINES[self.settings.engine].weights(spec)
 
     def download(self, name: str) -> Path:
         """Make sure ``name``'s weights are on disk, downloading COCO weights if needed.
@@ -145,7 +133,7 @@ class ModelCatalog:
         spec = self.spec(name)
         if self._weights(spec).is_file():
             return self._weights(spec)
-        if self.settings.engine != "ultralytics":  # an exported-model engine: no torch here to export with
+        if not ENGINES[self.settings.engine].torch:  # an exported-model engine: no torch here to export with
             raise ModelUnavailable(
                 f"model {name!r} has no exported file {spec.exported.name} for the {self.settings.engine} engine: "
                 f"run `yolo-service export {name}` where the serve extra is installed, or choose one of: "
@@ -157,7 +145,7 @@ class ModelCatalog:
         if self.settings.offline:
             raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
         self.weights_dir.mkdir(parents=True, exist_ok=True)
-        _import_ultralytics()
+        import_ultralytics()
         from ultralytics.utils.downloads import attempt_download_asset  # shows a progress bar
 
         try:
@@ -202,157 +190,12 @@ def _bundled_imgsz() -> int:
 @functools.cache
 def _coco_classes() -> list[str] | None:
     try:
-        _import_ultralytics()
+        import_ultralytics()
         from ultralytics.utils import ROOT, YAML
     except ImportError:
         return None
     names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
     return [names[i] for i in sorted(names)]
-
-
-class DetectorBase:
-    """What every engine's detector shares: class names, class filters, default thresholds.
-
-    Subclasses set ``spec``, ``names`` (class id -> name) and ``settings``, and implement ``predict``.
-    """
-
-    spec: ModelSpec
-    names: dict[int, str]
-    settings: Settings
-
-    @property
-    def classes(self) -> list[str]:
-        """Class names in id order."""
-        return [self.names[i] for i in sorted(self.names)]
-
-    def detections(self, boxes: list[list[float]], scores: list[float], classes: list[float]) -> list[Detection]:
-        """The API's detections from parallel lists: xyxy boxes (pixels), confidences, class ids."""
-        return [
-            Detection(
-                x_min=round(x0),
-                y_min=round(y0),
-                x_max=round(x1),
-                y_max=round(y1),
-                class_name=self.names.get(int(cls), str(int(cls))),
-                class_id=int(cls),
-                confidence=round(float(conf), 4),
-            )
-            for (x0, y0, x1, y1), conf, cls in zip(boxes, scores, classes, strict=True)
-        ]
-
-    @property
-    def inferences(self) -> dict[str, int]:
-        """Inferences run so far by mode (exported engines: ``latency``, ``throughput``); empty if not counted."""
-        return {}
-
-    def class_ids(self, classes: list[str] | None) -> list[int] | None:
-        """Ids of the class names ``classes`` (None: all classes).
-
-        Raises:
-            InvalidRequest: a name the model does not have.
-        """
-        if not classes:
-            return None
-        by_name = {name: i for i, name in self.names.items()}
-        unknown = [c for c in classes if c not in by_name]
-        if unknown:
-            ordered = self.classes
-            raise InvalidRequest(
-                f"model {self.spec.name!r} has no class {', '.join(map(repr, unknown))}; "
-                f"its classes are: {', '.join(ordered[:20])}{' …' if len(ordered) > 20 else ''}"
-            )
-        return [by_name[c] for c in classes]
-
-    def thresholds(
-        self, confidence: float | None, iou: float | None, max_detections: int | None
-    ) -> tuple[float, float, int]:
-        """The request's thresholds, each missing one from :class:`~yolo_service.config.Settings` (one place)."""
-        s = self.settings
-        return (
-            s.confidence if confidence is None else confidence,
-            s.iou if iou is None else iou,
-            s.max_detections if max_detections is None else max_detections,
-        )
-
-
-class Detector(DetectorBase):
-    """One loaded model. ``predict`` is safe to call from many threads at once.
-
-    Ultralytics' predictor keeps per-call state on the model object, so one model
-    object serves one call at a time. The detector holds ``replicas`` copies, each
-    used by one call at a time (a queue hands them out): concurrent requests run in
-    parallel on ``threads // replicas`` torch threads each. All copies hold the same
-    weights and thread count, so every result is identical to a serial call.
-    """
-
-    def __init__(self, spec: ModelSpec, threads: int, replicas: int = 1, settings: Settings | None = None) -> None:
-        try:
-            _import_ultralytics()
-            from ultralytics import YOLO
-        except ImportError as exc:
-            raise ModelUnavailable(
-                f"cannot load model {spec.name!r}: Ultralytics is not installed ({exc}); "
-                "install the serving extra: pip install 'yolo-service[serve]'"
-            ) from exc
-
-        self.spec = spec
-        self.settings = settings or get_settings()  # the default thresholds
-        self.imgsz = spec.imgsz
-        self.replicas = max(1, replicas)
-        self.threads = max(1, threads // self.replicas)
-        self._pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # Ultralytics YOLO objects
-        try:
-            models = [YOLO(str(spec.path), task="detect") for _ in range(self.replicas)]
-        except Exception as exc:  # a corrupt or foreign .pt file: tell the user which one
-            raise ModelUnavailable(f"model {spec.name!r} could not be loaded from {spec.path.name}: {exc}") from exc
-        self.names: dict[int, str] = dict(models[0].names)
-        # Warm up each copy: Ultralytics builds its predictor on the first call (and pins
-        # torch threads there); doing it now keeps the first real requests fast.
-        from PIL import Image
-
-        blank = Image.new("RGB", (spec.imgsz, spec.imgsz), (114, 114, 114))
-        for model in models:
-            self._pool.put(model)
-            self.predict(blank)
-
-    def predict(
-        self,
-        image: Image.Image,
-        *,
-        confidence: float | None = None,
-        iou: float | None = None,
-        classes: list[str] | None = None,
-        max_detections: int | None = None,
-    ) -> tuple[list[Detection], float]:
-        """Detect objects in an RGB image; return detections (original pixels) and seconds taken.
-
-        Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
-        """
-        import torch
-
-        confidence, iou, max_detections = self.thresholds(confidence, iou, max_detections)
-        ids = self.class_ids(classes)
-        model = self._pool.get()  # blocks while every copy is busy
-        try:
-            started = time.perf_counter()
-            # Ultralytics' select_device pins torch to cores-1 threads; use this detector's share.
-            torch.set_num_threads(self.threads)
-            result = model.predict(
-                image,
-                imgsz=self.spec.imgsz,
-                conf=confidence,
-                iou=iou,
-                classes=ids,
-                max_det=max_detections,
-                device="cpu",
-                verbose=False,
-            )[0]
-            elapsed = time.perf_counter() - started
-        finally:
-            self._pool.put(model)
-        boxes = result.boxes
-        detections = self.detections(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist())
-        return detections, elapsed
 
 
 class ModelRegistry:
@@ -361,7 +204,7 @@ class ModelRegistry:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.catalog = ModelCatalog(self.settings)
-        self._detectors: dict[str, Detector] = {}
+        self._detectors: dict[str, DetectorBase] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._default: str | None = None
@@ -371,11 +214,11 @@ class ModelRegistry:
         """True once ``name`` is loaded in this process."""
         return self.catalog.spec(name).name in self._detectors
 
-    def detectors(self) -> dict[str, Detector]:
+    def detectors(self) -> dict[str, DetectorBase]:
         """The models loaded so far, by name."""
         return dict(self._detectors)
 
-    def get(self, name: str | None = None) -> Detector:
+    def get(self, name: str | None = None) -> DetectorBase:
         """The detector for ``name`` (the default model when None), loading it on first use."""
         spec = self.catalog.spec(name) if name else self.catalog.spec(self.default_model())
         if spec.name in self._detectors:
@@ -386,8 +229,6 @@ class ModelRegistry:
             if spec.name not in self._detectors:
                 self.catalog.download(spec.name)
                 started = time.perf_counter()
-                from .engines import load_detector
-
                 self._detectors[spec.name] = load_detector(spec, self.settings)
                 logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
         return self._detectors[spec.name]
@@ -444,11 +285,14 @@ class ModelRegistry:
         """
         detector = self.get(model)
         detections, elapsed = detector.predict(
-            picture, confidence=confidence, iou=iou, classes=classes, max_detections=max_detections
+            picture,
+            confidence=confidence,
+            iou=iou,
+            classes=classes,
+            max_detections=max_detections,
+            original_size=original_size,
         )
         width, height = original_size or picture.size
-        if (width, height) != picture.size:
-            detections = [_scaled(d, width / picture.width, height / picture.height, width, height) for d in detections]
         response = PredictResponse(
             model=detector.spec.name,
             detections=detections,
@@ -458,18 +302,6 @@ class ModelRegistry:
         for observe in self.on_predict:
             observe(response)
         return response
-
-
-def _scaled(detection: Detection, sx: float, sy: float, width: int, height: int) -> Detection:
-    """A detection in a reduced image mapped back to the original image's pixels."""
-    return detection.model_copy(
-        update={
-            "x_min": min(width, round(detection.x_min * sx)),
-            "y_min": min(height, round(detection.y_min * sy)),
-            "x_max": min(width, round(detection.x_max * sx)),
-            "y_max": min(height, round(detection.y_max * sy)),
-        }
-    )
 
 
 _registry: ModelRegistry | None = None
@@ -503,21 +335,3 @@ def download(*names: str, settings: Settings | None = None) -> list[Path]:
     """Fetch the weights of ``names`` into the weights directory (with a progress bar)."""
     catalog = ModelCatalog(settings)
     return [catalog.download(name) for name in names]
-
-
-def _import_ultralytics() -> None:
-    """Import Ultralytics with its console handler bound to stderr.
-
-    Its logger writes to the ``sys.stdout`` of import time (e.g. "Creating new
-    Ultralytics Settings"); stdout belongs to the app (``yolo-service predict --json``).
-    """
-    if "ultralytics" not in sys.modules:
-        with contextlib.redirect_stdout(sys.stderr):
-            import ultralytics  # noqa: F401
-
-
-def _configure_ultralytics(settings: Settings) -> None:
-    """Tell Ultralytics, before it is imported: never pip-install at run time; no network offline."""
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    if settings.offline:
-        os.environ.setdefault("YOLO_OFFLINE", "1")

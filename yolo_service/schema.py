@@ -45,6 +45,26 @@ class Detection(BaseModel):
         """``(x_min, y_min, x_max, y_max)``."""
         return (self.x_min, self.y_min, self.x_max, self.y_max)
 
+    def scaled(self, sx: float, sy: float, bounds: tuple[int, int] | None = None) -> Detection:
+        """This detection with its box scaled by ``sx`` and ``sy``, within ``bounds`` (width, height) if given.
+
+        One mapping between an image's sizes: a reduced image's boxes back to the original's pixels
+        (the detectors), or the original's boxes onto a smaller annotated copy (the API).
+        """
+        width, height = bounds or (None, None)
+        return self.model_copy(
+            update={
+                "x_min": _within(self.x_min * sx, width),
+                "y_min": _within(self.y_min * sy, height),
+                "x_max": _within(self.x_max * sx, width),
+                "y_max": _within(self.y_max * sy, height),
+            }
+        )
+
+
+def _within(value: float, limit: int | None) -> int:
+    return round(value) if limit is None else min(limit, round(value))
+
 
 class ImageInfo(BaseModel):
     """Size of the image as the model saw it (after EXIF orientation)."""

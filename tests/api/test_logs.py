@@ -1,4 +1,4 @@
-"""Logging never blocks the caller, even when nobody reads the log (the mechanism behind issue 11's wedge)."""
+"""Logging never blocks the caller, even when nobody reads the log (a full pipe once wedged the server)."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ import pytest
 
 from tests.deploy.dockerfiles import Dockerfile
 from tests.helpers import ROOT
-from yolo_service import deploy
 from yolo_service.config import Settings
-from yolo_service.deploy import DeployConfig
+from yolo_service.workshop import deploy
+from yolo_service.workshop.deploy import DeployConfig
 
 CONFIG = DeployConfig(project="my-project", tag="v1")
 BACKEND = Dockerfile(ROOT / "backend" / "Dockerfile")

@@ -18,8 +18,8 @@ from scripts import container_engine
 from scripts import pin_requirements as pins
 from tests.deploy.dockerfiles import Dockerfile, copy_sources, layer_order_problems
 from tests.helpers import ROOT
-from yolo_service import deploy
 from yolo_service.models import COCO_MODELS, PREFERRED_DEFAULT
+from yolo_service.workshop import deploy
 
 BACKEND = Dockerfile(ROOT / "backend" / "Dockerfile")
 FRONTEND = Dockerfile(ROOT / "frontend" / "Dockerfile")

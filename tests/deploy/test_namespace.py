@@ -25,7 +25,7 @@ import pytest
 from tests.deploy.dockerfiles import Dockerfile
 from tests.helpers import ARTIFACTS, ROOT, assert_finds
 from yolo_service import Detection, encode_base64, sample_scene
-from yolo_service.deploy import CLOUD_RUN_SHUTDOWN_GRACE_SECONDS
+from yolo_service.workshop.deploy import CLOUD_RUN_SHUTDOWN_GRACE_SECONDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 BACKEND = Dockerfile(ROOT / "backend" / "Dockerfile")

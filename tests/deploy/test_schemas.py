@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.helpers import ROOT, executable
-from yolo_service.deploy import compose_up_command
+from yolo_service.workshop.deploy import compose_up_command
 
 SCHEMAS = {
     "vendor.compose-spec": ["docker-compose.yml"],

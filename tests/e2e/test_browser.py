@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.helpers import Server, free_port
-from yolo_service import encode_image, sample_scenes
+from yolo_service import __version__, encode_image, sample_scenes
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,13 +64,14 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
             page.goto(frontend.url)
             expect(page.get_by_label("Backend URL")).to_have_value(backend.url, timeout=60_000)
             page.get_by_role("button", name="Is alive").click()
-            expect(page.get_by_text("Backend is alive: yolo-service")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Backend is alive", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text(f"yolo-service {__version__}", exact=True)).to_be_visible()  # as text
 
             page.locator("input[type=file]").set_input_files(upload)
             expect(page.get_by_text("three-shapes.png")).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Predict").click()
             expect(page.get_by_text("Server processing time")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Backend is alive: yolo-service")).to_be_visible()  # kept across reruns
+            expect(page.get_by_text("Backend is alive", exact=True)).to_be_visible()  # kept across reruns
 
             grid = page.locator("[data-testid='stDataFrame']")
             expect(grid).to_be_visible()

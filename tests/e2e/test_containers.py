@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import ROOT, Server, assert_finds, executable, free_port
 from yolo_service import encode_base64, sample_scene
-from yolo_service.deploy import dockerfile_cmd
+from yolo_service.workshop.deploy import dockerfile_cmd
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 DOCKERFILES = {"backend": ROOT / "backend" / "Dockerfile", "frontend": ROOT / "frontend" / "Dockerfile"}

@@ -3,7 +3,7 @@
 The servers here run as a deployment does, with their output going to a pipe. In
 ``test_a_hundred_unexpected_exceptions_do_not_stop_the_server`` nobody reads that pipe:
 once its 64 KiB buffer was full, a log write blocked the event loop and the service
-stopped answering, ``/health`` included (issue 11: nine unexpected exceptions did it).
+stopped answering, ``/health`` included (nine unexpected exceptions did it).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_concurrent_unexpected_exceptions_keep_every_connection_usable(piped_ser
         assert http.get("/health").status_code == 200
 
 
-# --- The 17 inputs of issue 11 that used to get a plain-text 500, as named regression cases. ---
+# --- 17 inputs that used to get a plain-text 500, as named regression cases. ---
 
 
 def _jpeg() -> bytes:

@@ -35,7 +35,7 @@ from scripts.container_engine import BASE_IMAGE, Engine, EngineUnavailable, ensu
 from tests.deploy.dockerfiles import Dockerfile
 from tests.helpers import ARTIFACTS, REPORT, ROOT, assert_finds, free_port
 from yolo_service import PredictResponse, encode_base64, sample_scenes
-from yolo_service.deploy import CLOUD_RUN_SHUTDOWN_GRACE_SECONDS
+from yolo_service.workshop.deploy import CLOUD_RUN_SHUTDOWN_GRACE_SECONDS
 
 # Cold builds download a few hundred MB of wheels: far longer than the suite's default timeout per test.
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.containers, pytest.mark.timeout(1800)]

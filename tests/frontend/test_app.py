@@ -33,12 +33,18 @@ def test_defaults_come_from_backend_url(monkeypatch):
     assert not at.exception
 
 
+def texts(at: AppTest) -> list[str]:
+    """What the page shows as plain text (the backend's and the network's words)."""
+    return [element.value for element in at.text]
+
+
 def test_is_alive_with_a_running_backend(backend):
     at = app(backend.url)
     at.button(key="is_alive").click().run()
     assert not at.exception and not at.error
-    assert at.success[0].value == f"Backend is alive: yolo-service {yolo_service.__version__}"
-    assert "shapes" in at.sidebar.caption[0].value
+    assert at.sidebar.success[0].value == "Backend is alive"
+    assert at.sidebar.text[0].value == f"yolo-service {yolo_service.__version__}"
+    assert "shapes" in at.sidebar.text[1].value
     assert "shapes" in at.selectbox(key="model").options
 
 
@@ -47,8 +53,9 @@ def test_is_alive_with_a_dead_backend_gives_a_hint_not_a_traceback():
     at = app(url)
     at.button(key="is_alive").click().run()
     assert not at.exception
-    assert f"Backend at {url} is not reachable" in at.error[0].value
-    assert "http://backend:8000" in at.error[0].value
+    assert at.sidebar.error[0].value.startswith("The backend is not reachable.")
+    assert "http://backend:8000" in at.sidebar.error[0].value
+    assert at.sidebar.text[0].value.startswith(f"{url}: ")
     assert "Cannot list the backend's models" in at.warning[0].value
 
 
@@ -93,7 +100,7 @@ def test_errors_are_messages(backend):
     at.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
     at.button(key="predict").click().run()
     assert not at.exception
-    assert "This file cannot be used" in at.error[0].value and "not an image" in at.error[0].value
+    assert at.error[0].value == "This file cannot be used:" and any("not an image" in text for text in texts(at))
     dead = app(f"http://127.0.0.1:{free_port()}")
     dead.radio(key="source").set_value("Try a sample").run()
     dead.button(key="predict").click().run()
@@ -160,18 +167,22 @@ def predict_a_sample(url: str) -> AppTest:
 
 def no_traceback(at: AppTest) -> None:
     assert not at.exception
-    shown = [element.value for element in (*at.error, *at.warning, *at.markdown)]
+    shown = [element.value for element in (*at.error, *at.warning, *at.markdown, *at.text)]
     assert not [text for text in shown if "Traceback" in str(text)]
 
 
-FAULTS = {
-    "5xx with an HTML page": (
-        dict(status=502, body=b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"),
-        "The backend failed to answer: 502 Bad Gateway: <html><body>502 Bad Gateway",
+FAULTS = {  # what the backend answers: what the page says (its box, then the text under it)
+    "5xx with an HTML page": (  # the page's text is not echoed: it is whatever the server at that URL says
+        dict(status=502, body=b"<html><body>Gateway says: visit evil.example</body></html>", content_type="text/html"),
+        "502 Bad Gateway: not the JSON error of a yolo-service backend: is this the right URL?",
     ),
     "500 with JSON": (
         dict(status=500, body=b'{"detail": "boom", "error": "YoloServiceError"}'),
-        "The backend failed to answer: boom",
+        "boom",
+    ),
+    "redirect": (
+        dict(status=302, body=b"", content_type="text/html"),
+        "302 Found: a redirect, which the client does not follow",
     ),
     "200 with cut-off JSON": (
         dict(status=200, body=b'{"model": "shapes", "detections": ['),
@@ -194,12 +205,14 @@ def test_a_faulty_backend_gives_a_message_not_a_traceback(fault):
     with FaultyBackend(**options) as backend:
         at = predict_a_sample(backend.url)
         no_traceback(at)
-        assert message in at.error[0].value, at.error[0].value
+        assert at.main.error[0].value.startswith("The backend failed to answer"), at.main.error[0].value
+        assert message in at.main.text[-1].value, at.main.text[-1].value
         assert "result" not in at.session_state
         at.button(key="is_alive").click().run()  # the sidebar's check: a message too
         no_traceback(at)
-        if "PredictResponse" not in message:  # /health and /version have no model to check the JSON against
-            assert message in at.sidebar.error[0].value, at.sidebar.error[0].value
+        if "PredictResponse" not in message:  # /health has no model to check the JSON against
+            assert message in at.sidebar.text[0].value, at.sidebar.text[0].value
+        assert not [text for text in texts(at) if "evil.example" in text]
 
 
 def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
@@ -207,7 +220,8 @@ def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
         started = time.monotonic()
         at = predict_a_sample(backend.url)
         no_traceback(at)
-        assert f"Backend at {backend.url} did not answer within 1 s" in at.error[0].value
-        assert "Try again in a moment" in at.error[0].value
+        assert at.main.error[0].value.startswith("The backend did not answer within 1 s")
+        assert "Try again in a moment" in at.main.error[0].value
+        assert f"Backend at {backend.url}" in texts(at)
         assert "Cannot list the backend's models" in at.warning[0].value
         assert time.monotonic() - started < 30  # each call gave up after 1 s, not after the 3 s answer

@@ -5,11 +5,11 @@ import sys
 import textwrap
 
 from tests.helpers import ROOT
-from tests.unit.test_no_torch import HEAVY, blocker
+from yolo_service.workshop.processes import TORCH_MODULES, import_blocker
 
 
 def test_frontend_runs_a_test_mode_prediction_without_torch():
-    code = blocker(HEAVY) + textwrap.dedent(
+    code = import_blocker(TORCH_MODULES) + textwrap.dedent(
         f"""
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({str(ROOT / "frontend" / "app.py")!r}, default_timeout=60).run()

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from yolo_service.widgets import UPLOAD, PredictDemo
+from yolo_service.workshop.widgets import UPLOAD, PredictDemo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

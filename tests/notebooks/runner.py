@@ -19,7 +19,7 @@ import psutil
 from nbclient import NotebookClient
 
 from tests.helpers import ROOT
-from yolo_service.teaching import BEGIN_SOLUTION
+from yolo_service.workshop.teaching import BEGIN_SOLUTION
 
 __all__ = [
     "NOTEBOOKS",

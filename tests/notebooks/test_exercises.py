@@ -24,7 +24,7 @@ from tests.notebooks.runner import (
     run_tag,
     tagged_processes,
 )
-from yolo_service.teaching import PLACEHOLDER, write_student_notebook
+from yolo_service.workshop.teaching import PLACEHOLDER, write_student_notebook
 
 pytestmark = [pytest.mark.slow]
 

@@ -3,7 +3,7 @@
 Notebooks 05 (compose), 06 (Cloud Run) and 07 (clean-up) build, push, deploy and delete only through
 ``deploy.run(command, live=LIVE)``. Here the two tools are small scripts first on ``PATH`` that append
 their argv to a record file (the moto style of testing cloud calls): with ``LIVE = True`` the
-notebooks must issue exactly the commands that ``yolo_service.deploy`` builds, in order; with the
+notebooks must issue exactly the commands that ``yolo_service.workshop.deploy`` builds, in order; with the
 switch off, neither tool may be called at all. No test touches the network: the fake ``gcloud``
 answers ``services describe`` with the URL of a local backend, so the "call the deployed URL" cells
 call 127.0.0.1.
@@ -22,8 +22,8 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.notebooks.runner import errors, left_running, run_notebook, run_tag, tagged_processes
-from yolo_service import deploy
-from yolo_service.processes import LocalServer
+from yolo_service.workshop import deploy
+from yolo_service.workshop.processes import LocalServer
 
 pytestmark = [pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import ROOT
 from yolo_service import api
-from yolo_service.teaching import PLACEHOLDER, check, source_of, strip_solutions, write_student_notebook
+from yolo_service.workshop.teaching import PLACEHOLDER, check, source_of, strip_solutions, write_student_notebook
 
 
 def test_source_of_a_nested_route_is_the_file_s_own_lines():
@@ -47,7 +47,7 @@ def test_missing_names_and_markers_say_what_is_missing():
 
 
 def test_show_source_prints_plain_text_outside_jupyter(capsys):
-    from yolo_service.teaching import show_source
+    from yolo_service.workshop.teaching import show_source
 
     show_source("frontend/app.py", "default_backend_url")
     out = capsys.readouterr().out
@@ -129,6 +129,6 @@ def test_make_student_script_writes_every_notebook(tmp_path):
 
 def test_teaching_imports_nothing_heavy():
     heavy = "{'torch', 'ultralytics', 'IPython', 'nbformat', 'numpy'}"
-    code = f"import sys, yolo_service.teaching; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, yolo_service.workshop.teaching; print(sorted({heavy} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr

@@ -6,7 +6,13 @@ import pytest
 
 from tests.helpers import api_server, free_port
 from yolo_service import sample_scene
-from yolo_service.bench import jpeg_bytes, measure_concurrency, measure_requests, peak_rss_mib, plot_concurrency
+from yolo_service.workshop.bench import (
+    jpeg_bytes,
+    measure_concurrency,
+    measure_requests,
+    peak_rss_mib,
+    plot_concurrency,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +50,7 @@ def test_measure_requests_on_both_routes(server):
 
 def test_interleaved_measures_each_call_in_turns():
     """Each call runs three warm-ups, then the calls take turns: a slow spell hits every side alike."""
-    from yolo_service.bench import _interleaved
+    from yolo_service.workshop.bench import _interleaved
 
     order = []
     stats = _interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, n=4)
@@ -53,7 +59,7 @@ def test_interleaved_measures_each_call_in_turns():
 
 
 def test_connection_reports_a_refused_connection_as_status_0():
-    from yolo_service.bench import _Connection
+    from yolo_service.workshop.bench import _Connection
 
     connection = _Connection(f"http://127.0.0.1:{free_port()}", "/predict/file", b"jpeg", "shapes", timeout=2)
     status, seconds, retry = connection.post()  # nothing listens there: tried twice, then given up

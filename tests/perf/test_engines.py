@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_finds
-from tests.unit.test_no_torch import blocker
 from yolo_service import ModelRegistry, Settings, box_iou, random_scene, sample_scenes
-from yolo_service.engines import decode_output, letterbox, nms
+from yolo_service.engines.exported import decode_output, letterbox, nms
+from yolo_service.workshop.processes import TORCH_MODULES, import_blocker
 
 EXPORTED = ("openvino", "onnxruntime")
 CONFIDENT = 0.6  # detections this sure must be found by every engine; weaker ones may fall either side of 0.25
@@ -137,7 +137,7 @@ def test_nms_and_decoding_of_both_head_layouts():
 
 @pytest.mark.parametrize("engine", EXPORTED)
 def test_exported_engine_runs_with_torch_and_ultralytics_unimportable(engine, weights_dir):
-    code = blocker(("torch", "torchvision", "ultralytics", "cv2")) + textwrap.dedent(
+    code = import_blocker(TORCH_MODULES) + textwrap.dedent(
         f"""
         import json, sys
         from yolo_service import ModelRegistry, Settings, sample_scenes
@@ -171,7 +171,7 @@ def test_cpu_budget_runs_alone_on_all_threads_and_queued_requests_on_one_each():
     import threading
     import time
 
-    from yolo_service.engines import CpuBudget
+    from yolo_service.engines.exported import CpuBudget
 
     in_use, peak, lock = [0], [0], threading.Lock()
 
@@ -206,7 +206,7 @@ def test_cpu_budget_runs_a_request_that_waited_on_one_thread():
     import threading
     import time
 
-    from yolo_service.engines import CpuBudget
+    from yolo_service.engines.exported import CpuBudget
 
     release = threading.Event()
 
@@ -278,7 +278,7 @@ def test_bundled_onnx_metadata_names_the_classes_and_no_machine_paths():
 
 
 def test_input_geometry_of_fixed_dynamic_and_unreadable_models():
-    from yolo_service.engines import _geometry
+    from yolo_service.engines.exported import _geometry
 
     assert _geometry([1, 3, 320, 256], {}) == ((320, 256), None)  # fixed: that size, no stride
     assert _geometry([-1, 3, -1, -1], {"imgsz": "[640, 640]", "stride": "32"}) == ((640, 640), 32)

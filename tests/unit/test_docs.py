@@ -1,7 +1,7 @@
 """The learner's text: the site builds strictly, links resolve, and every command and file it quotes exists.
 
 The workshop pages (``workshop/``, a MkDocs site) and the README quote ``yolo-service`` subcommands, ``make``
-targets, repository files and the deployment commands of :mod:`yolo_service.deploy`; each is checked here
+targets, repository files and the deployment commands of :mod:`yolo_service.workshop.deploy`; each is checked here
 against the real parser, Makefile, tree and command builders, so the text cannot drift from the code.
 """
 
@@ -179,8 +179,8 @@ def test_photo_and_sample_names_in_the_docs_are_real(tmp_path):
 
 
 def test_cloud_run_commands_are_the_ones_deploy_py_builds():
-    """The pages' docker and gcloud commands are exactly what :mod:`yolo_service.deploy` builds and runs."""
-    from yolo_service import deploy
+    """The pages' docker and gcloud commands are exactly what :mod:`yolo_service.workshop.deploy` builds and runs."""
+    from yolo_service.workshop import deploy
 
     config = deploy.DeployConfig(project="${PROJECT_ID}")
     pages = {name: (ROOT / "workshop" / f"{name}.md").read_text() for name in ("06_cloud_run", "07_going_further")}

@@ -156,7 +156,7 @@ def _png_with_text_inflating_to(size: int) -> bytes:
     return png[:33] + chunk + png[33:]  # after the IHDR chunk
 
 
-# Damaged files that once escaped load_image as raw Pillow errors (issue 11), with what Pillow raises.
+# Damaged files that once escaped load_image as raw Pillow errors (a 500), with what Pillow raises.
 DAMAGED = {
     "first 200 bytes of a JPEG": (lambda: _file(sample_scene()[0], "JPEG")[:200], InvalidImage, OSError),
     "first 100 bytes of a WebP": (lambda: _file(sample_scene()[0], "WEBP")[:100], InvalidImage, OSError),

@@ -73,8 +73,19 @@ def test_boxes_are_in_the_original_pixels_of_a_4000x3000_jpeg(registry):
 
 
 def test_module_level_predict_uses_the_default_registry():
-    image, shapes = sample_scene()
-    response = yolo_service.predict(image, "shapes")
+    from yolo_service.models import _default_registry
+
+    default = _default_registry()
+    assert _default_registry() is default  # one per process
+    seen = []
+    default.on_predict.append(seen.append)  # the default registry's own observers see what it predicts
+    try:
+        image, shapes = sample_scene()
+        response = yolo_service.predict(image, "shapes")
+    finally:
+        default.on_predict.remove(seen.append)
+    assert seen == [response] and seen[0] is response
+    assert default.loaded("shapes")
     assert_finds(shapes, response.detections)
 
 

@@ -4,26 +4,12 @@ import subprocess
 import sys
 import textwrap
 
-HEAVY = ("torch", "torchvision", "ultralytics", "cv2")
-
-
-def blocker(modules: tuple[str, ...]) -> str:
-    """Python source that makes ``modules`` unimportable in the process that runs it."""
-    return textwrap.dedent(
-        f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {set(modules)!r}:
-                    raise ImportError(f"{{name}} is blocked in this test")
-        sys.meta_path.insert(0, Block())
-        """
-    )
+from yolo_service.workshop.processes import TORCH_MODULES, import_blocker
 
 
 def run(code: str) -> subprocess.CompletedProcess:
     # The core needs not even numpy: only Pillow, pydantic and httpx.
-    source = blocker((*HEAVY, "numpy")) + textwrap.dedent(code)
+    source = import_blocker((*TORCH_MODULES, "numpy")) + textwrap.dedent(code)
     return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=60)
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import ROOT, executable, free_port
-from yolo_service.processes import LocalServer
+from yolo_service.workshop.processes import LocalServer
 
 
 def gone(pid: int) -> bool:

@@ -10,10 +10,10 @@ from pathlib import Path
 from PIL import Image
 
 from tests.helpers import ROOT
-from tests.unit.test_no_torch import blocker
 from yolo_service import sample_files, sample_photos, sample_scenes
 from yolo_service.cli import main
 from yolo_service.samples import PHOTOS, scene_file_name
+from yolo_service.workshop.processes import import_blocker
 
 
 def test_photos_come_from_the_installed_ultralytics_package():
@@ -36,7 +36,7 @@ def test_no_photo_is_copied_into_the_repository():
 
 
 def test_without_ultralytics_there_are_no_photos_and_nothing_heavy_is_imported():
-    code = blocker(("torch", "ultralytics", "cv2", "numpy")) + textwrap.dedent(
+    code = import_blocker(("torch", "ultralytics", "cv2", "numpy")) + textwrap.dedent(
         """
         from yolo_service.samples import sample_photos
         print(sample_photos())
@@ -84,7 +84,7 @@ def test_cli_names_the_choices_for_an_unknown_sample(capsys):
 
 
 def test_the_widgets_offer_the_photos():
-    from yolo_service.widgets import PredictDemo
+    from yolo_service.workshop.widgets import PredictDemo
 
     demo = PredictDemo(models=["shapes"])
     assert {"square and circle", "bus.jpg", "zidane.jpg"} <= set(demo.sample.options)

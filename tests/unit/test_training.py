@@ -10,7 +10,7 @@ from PIL import Image
 from tests.unit.test_artifacts import machine_paths_in
 from yolo_service import sample_scene
 from yolo_service.models import BUNDLED_DIR
-from yolo_service.training import TrainingConfig, save_for_inference, train_shapes, write_dataset
+from yolo_service.workshop.training import TrainingConfig, save_for_inference, train_shapes, write_dataset
 
 
 def test_labels_are_the_drawn_boxes_in_yolo_format(tmp_path):

@@ -13,13 +13,35 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
-__all__ = ["LocalServer", "executable", "free_port"]
+__all__ = ["TORCH_MODULES", "LocalServer", "executable", "free_port", "import_blocker"]
+
+#: What a torch-free process must not import: torch, its vision package, Ultralytics, and OpenCV.
+TORCH_MODULES = ("torch", "torchvision", "ultralytics", "cv2")
+
+
+def import_blocker(modules: tuple[str, ...] = TORCH_MODULES) -> str:
+    """Python source that makes ``modules`` (and their submodules) unimportable in the process that runs it.
+
+    Put it before the code of ``python -c``: a torch-free server, or a test that the core imports
+    without torch, then fails at the first import of a blocked module instead of silently loading it.
+    """
+    return textwrap.dedent(
+        f"""
+        import sys
+        class _Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {sorted(modules)!r}:
+                    raise ImportError(f"{{name}} is blocked: this process must run without it")
+        sys.meta_path.insert(0, _Block())
+        """
+    )
 
 
 def free_port() -> int:

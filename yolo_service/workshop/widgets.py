@@ -11,14 +11,14 @@ import html
 
 import ipywidgets as widgets
 
-from .client import Client
-from .config import get_settings
-from .drawing import draw_detections
-from .errors import YoloServiceError
-from .images import encode_image, load_image
-from .samples import sample_photos
-from .schema import PredictResponse
-from .shapes import sample_scenes
+from ..client import Client
+from ..config import get_settings
+from ..drawing import draw_detections
+from ..errors import YoloServiceError
+from ..images import encode_image, load_image
+from ..samples import sample_photos
+from ..schema import PredictResponse
+from ..shapes import sample_scenes
 
 __all__ = ["PredictDemo"]
 
@@ -83,7 +83,7 @@ class PredictDemo(widgets.VBox):
             if self.client:
                 result = self.client.predict(data, self.model.value, confidence=self.confidence.value)
             else:
-                from .models import predict
+                from ..models import predict
 
                 result = predict(image, self.model.value, confidence=self.confidence.value)
         except YoloServiceError as exc:

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The kit's source tree (the directory that holds ``yolo_service/``, ``frontend/``, ``notebooks/`` …).
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 PLACEHOLDER = "...  # your code here"

@@ -1,9 +1,9 @@
 """Exported-model engines: run a model's ONNX file with OpenVINO or ONNX Runtime, no torch.
 
-``yolo-service export NAME`` writes ``NAME.onnx`` next to the weights (Ultralytics does the
-export; that step needs torch). Serving it needs only NumPy, Pillow and one runtime: the
-letterbox, the box decoding and the NMS below are plain NumPy, and neither torch nor
-Ultralytics is imported here (tests/perf/test_engines.py runs this module with both blocked).
+``yolo-service export NAME`` writes ``NAME.onnx`` next to the weights (:mod:`.export`; that step
+needs torch). Serving it needs only NumPy, Pillow and one runtime: the letterbox, the box decoding
+and the NMS below are plain NumPy, and neither torch nor Ultralytics is imported here
+(tests/perf/test_engines.py runs this module with both blocked).
 
 Shapes: the exported input is dynamic, so an image is padded only to a multiple of the model's
 stride (a 640×480 photo is a 640×480 input, not 640×640): a quarter less work for a 4:3 photo.
@@ -12,58 +12,51 @@ Threads: a :class:`CpuBudget` of one thread per usable CPU. A request alone runs
 (OpenVINO's LATENCY hint, or ONNX Runtime's intra-op pool); when requests queue, each runs on
 one thread of a second, throughput-shaped compilation (OpenVINO streams, or a one-thread ONNX
 Runtime session), so concurrent requests share the CPUs and never oversubscribe them.
+
+Runtimes: :func:`compile_openvino` and :func:`compile_onnxruntime` each turn the ONNX file into a
+:class:`Compiled` model; :class:`ExportedDetector` is the same for both (the engine registry in
+:mod:`yolo_service.engines` says which runtime an engine name uses).
 """
 
 from __future__ import annotations
 
 import ast
 import atexit
-import contextlib
 import logging
 import os
 import queue
-import re
-import sys
 import threading
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ModelUnavailable
-from .models import DetectorBase, ModelSpec
-from .schema import Detection
+from ..errors import ModelUnavailable
+from .base import DetectorBase, Found, ModelSpec, Query
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from .config import Settings
+    from ..config import Settings
 
-__all__ = ["ENGINES", "ExportedDetector", "decode_output", "export_onnx", "letterbox", "load_detector", "nms"]
+__all__ = [
+    "Compiled",
+    "CpuBudget",
+    "ExportedDetector",
+    "Runtime",
+    "compile_onnxruntime",
+    "compile_openvino",
+    "decode_output",
+    "letterbox",
+    "nms",
+]
 
 logger = logging.getLogger(__name__)
 
-#: The values of ``YOLO_SERVICE_ENGINE``: the PyTorch reference and the two exported-model runtimes.
-ENGINES = ("ultralytics", "openvino", "onnxruntime")
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 MAX_WH = 7680  # class offset for class-aware NMS in one pass (as Ultralytics)
 MAX_NMS = 30000  # candidates kept for NMS, by confidence
-
-
-def load_detector(spec: ModelSpec, settings: Settings) -> Any:
-    """A detector for ``spec`` on the configured engine (``settings.engine``)."""
-    if settings.engine == "ultralytics":
-        from .models import Detector
-
-        return Detector(spec, settings.threads, settings.replicas, settings)
-    onnx_path = spec.exported
-    if not onnx_path.is_file():
-        raise ModelUnavailable(
-            f"model {spec.name!r} has no exported file {onnx_path.name} for the {settings.engine} engine: "
-            f"run `yolo-service export {spec.name}` (needs the serve extra), or set YOLO_SERVICE_ENGINE=ultralytics"
-        )
-    return ExportedDetector(spec, onnx_path, settings)
 
 
 def letterbox(
@@ -233,155 +226,155 @@ class CpuBudget:
                 self._cond.notify_all()
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A model's ONNX file compiled by one runtime, warmed up and ready to run."""
+
+    run: CpuBudget  # tensor in, the head's raw output out
+    dims: list[int]  # the input's NCHW dimensions, -1 where dynamic
+    metadata: dict[str, str]  # Ultralytics' metadata: names, imgsz, stride, end2end
+    precision: str  # what the runtime computes in: f32, bf16 …
+
+
+#: A runtime: compiles a model's ONNX file for the settings' threads (and precision).
+Runtime = Callable[[Path, "Settings"], Compiled]
+
+
 class ExportedDetector(DetectorBase):
-    """A model's ONNX file on OpenVINO or ONNX Runtime, with the :class:`~yolo_service.models.Detector` interface.
+    """A model's ONNX file on one runtime (OpenVINO or ONNX Runtime). ``predict`` is safe from many threads."""
 
-    ``predict`` is safe to call from many threads at once.
-    """
-
-    def __init__(self, spec: ModelSpec, path: Path, settings: Settings) -> None:
+    def __init__(self, spec: ModelSpec, settings: Settings, runtime: Runtime) -> None:
+        path = spec.exported
+        if not path.is_file():
+            raise ModelUnavailable(
+                f"model {spec.name!r} has no exported file {path.name} for the {settings.engine} engine: "
+                f"run `yolo-service export {spec.name}` (needs the serve extra), or set YOLO_SERVICE_ENGINE=ultralytics"
+            )
         self.spec = spec
         self.path = path
         self.settings = settings  # the default thresholds
         self.engine = settings.engine
         self.threads = settings.threads
-        self.precision = settings.precision
         try:
-            if self.engine == "openvino":
-                self._run, dims, metadata = self._openvino(path, settings)
-            elif self.engine == "onnxruntime":
-                self._run, dims, metadata = self._onnxruntime(path, settings)
-            else:
-                raise ModelUnavailable(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
+            compiled = runtime(path, settings)
         except ImportError as exc:
             raise ModelUnavailable(
                 f"cannot load model {spec.name!r} on {self.engine}: {exc}; "
                 "install the runtime extra: pip install 'yolo-service[runtime]'"
             ) from exc
-        self.names: dict[int, str] = _names(metadata, spec)
-        self.end_to_end = {"True": True, "False": False}.get(metadata.get("end2end", ""))
-        self.input_size, self.stride = _geometry(dims, metadata)
+        self._run = compiled.run
+        self.precision = compiled.precision
+        self.names: dict[int, str] = _names(compiled.metadata, spec)
+        self.end_to_end = {"True": True, "False": False}.get(compiled.metadata.get("end2end", ""))
+        self.input_size, self.stride = _geometry(compiled.dims, compiled.metadata)
         if self.end_to_end:  # its head takes the top 300 anchors: a thin rectangle may have fewer
             self.stride = None
-        self.imgsz = max(self.input_size)  # the runtime already ran it once (see _openvino, _onnxruntime)
-
-    def _openvino(self, path: Path, settings: Settings) -> tuple[Any, list[int], dict[str, str]]:
-        import numpy as np
-        import openvino as ov
-
-        core = ov.Core()
-        model = core.read_model(str(path))
-        info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
-        metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": settings.threads}
-        precision = settings.precision
-        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if precision == "bf16" and "BF16" not in capabilities:
-            logger.warning("precision bf16 requested but this CPU has no bf16 (%s): using f32", capabilities)
-            precision = "f32"
-        if precision != "auto":  # auto: OpenVINO's default, bf16 where the CPU has it, else f32
-            config["INFERENCE_PRECISION_HINT"] = precision
-        cache = _cache_dir(settings)
-        if cache:  # compiled blobs: the next start compiles in a third of the time
-            core.set_property({"CACHE_DIR": str(cache)})
-        compiled = core.compile_model(model, "CPU", config)
-        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        request = compiled.create_infer_request()
-        dims = [d.get_length() if d.is_static else -1 for d in compiled.input(0).get_partial_shape()]
-        warm_up = _blank(dims, metadata)
-
-        def latency(tensor: np.ndarray) -> np.ndarray:
-            # share_inputs: OpenVINO reads the letterboxed tensor in place instead of copying its 5 MB first
-            return np.asarray(request.infer({0: tensor}, share_inputs=True)[compiled.output(0)])
-
-        def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
-            streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
-            # From the file, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
-            parallel = core.compile_model(str(path), "CPU", {**config, **streams})
-            pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # OpenVINO infer requests
-            for _ in range(settings.threads):
-                pool.put(parallel.create_infer_request())
-
-            def run(tensor: np.ndarray) -> np.ndarray:
-                infer = pool.get()
-                try:
-                    return np.array(infer.infer({0: tensor}, share_inputs=True)[parallel.output(0)])  # a copy: reused
-                finally:
-                    pool.put(infer)
-
-            run(warm_up)
-            return run
-
-        latency(warm_up)  # first, alone: the background compilation below would slow it down (and /ready)
-        budget = CpuBudget(settings.threads, latency, throughput_factory)
-        return budget, dims, metadata
-
-    def _onnxruntime(self, path: Path, settings: Settings) -> tuple[Any, list[int], dict[str, str]]:
-        import numpy as np
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = settings.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Idle pool threads must not spin: other requests' decoding needs those CPUs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.precision = "f32"
-        name = session.get_inputs()[0].name
-        dims = [d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape]  # names: dynamic
-        metadata = dict(session.get_modelmeta().custom_metadata_map)
-        warm_up = _blank(dims, metadata)
-
-        def latency(tensor: np.ndarray) -> np.ndarray:
-            return np.asarray(session.run(None, {name: tensor})[0])
-
-        def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
-            options.intra_op_num_threads = 1  # called from several threads at once, one CPU each
-            single = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            single.run(None, {name: warm_up})
-            return lambda tensor: single.run(None, {name: tensor})[0]
-
-        latency(warm_up)  # first, alone: the background session below would slow it down (and /ready)
-        budget = CpuBudget(settings.threads, latency, throughput_factory)
-        return budget, dims, metadata
+        self.imgsz = max(self.input_size)  # the runtime already ran it once (see compile_openvino, …)
 
     @property
     def inferences(self) -> dict[str, int]:
         """Inferences run so far: ``latency`` (alone, on every thread) and ``throughput`` (one thread each)."""
         return dict(self._run.runs)
 
-    def predict(
-        self,
-        image: Image.Image,
-        *,
-        confidence: float | None = None,
-        iou: float | None = None,
-        classes: list[str] | None = None,
-        max_detections: int | None = None,
-    ) -> tuple[list[Detection], float]:
-        """Detect objects in an RGB image; return detections (its pixels) and seconds taken.
-
-        Thresholds not given come from :class:`~yolo_service.config.Settings` (the one place defaults live).
-        """
-        confidence, iou, max_detections = self.thresholds(confidence, iou, max_detections)
-        ids = self.class_ids(classes)
-        started = time.perf_counter()
+    def infer(self, image: Image.Image, query: Query) -> Found:
+        """Letterbox, run within the CPU budget, decode the head's output, undo the letterbox."""
         tensor, gain, (left, top) = letterbox(image, self.input_size, self.stride)
         output = self._run(tensor)
         boxes, scores, found = decode_output(
             output,
-            confidence=confidence,
-            iou=iou,
-            class_ids=ids,
-            max_detections=max_detections,
+            confidence=query.confidence,
+            iou=query.iou,
+            class_ids=query.class_ids,
+            max_detections=query.max_detections,
             end_to_end=self.end_to_end,
         )
         boxes = boxes - [left, top, left, top]
         boxes /= gain
         boxes = boxes.clip(0, [image.width, image.height, image.width, image.height])
-        elapsed = time.perf_counter() - started
-        return self.detections(boxes.tolist(), scores.tolist(), found.tolist()), elapsed
+        return Found(boxes.tolist(), scores.tolist(), found.tolist())
+
+
+def compile_openvino(path: Path, settings: Settings) -> Compiled:
+    """``path`` on OpenVINO's CPU plugin: a LATENCY compilation now, a THROUGHPUT one in the background."""
+    import numpy as np
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
+    metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": settings.threads}
+    precision = settings.precision
+    capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if precision == "bf16" and "BF16" not in capabilities:
+        logger.warning("precision bf16 requested but this CPU has no bf16 (%s): using f32", capabilities)
+        precision = "f32"
+    if precision != "auto":  # auto: OpenVINO's default, bf16 where the CPU has it, else f32
+        config["INFERENCE_PRECISION_HINT"] = precision
+    cache = _cache_dir(settings)
+    if cache:  # compiled blobs: the next start compiles in a third of the time
+        core.set_property({"CACHE_DIR": str(cache)})
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    dims = [d.get_length() if d.is_static else -1 for d in compiled.input(0).get_partial_shape()]
+    warm_up = _blank(dims, metadata)
+
+    def latency(tensor: np.ndarray) -> np.ndarray:
+        # share_inputs: OpenVINO reads the letterboxed tensor in place instead of copying its 5 MB first
+        return np.asarray(request.infer({0: tensor}, share_inputs=True)[compiled.output(0)])
+
+    def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
+        streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
+        # From the file, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
+        parallel = core.compile_model(str(path), "CPU", {**config, **streams})
+        pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # OpenVINO infer requests
+        for _ in range(settings.threads):
+            pool.put(parallel.create_infer_request())
+
+        def run(tensor: np.ndarray) -> np.ndarray:
+            infer = pool.get()
+            try:
+                return np.array(infer.infer({0: tensor}, share_inputs=True)[parallel.output(0)])  # a copy: reused
+            finally:
+                pool.put(infer)
+
+        run(warm_up)
+        return run
+
+    latency(warm_up)  # first, alone: the background compilation below would slow it down (and /ready)
+    budget = CpuBudget(settings.threads, latency, throughput_factory)
+    return Compiled(budget, dims, metadata, compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+
+
+def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
+    """``path`` on ONNX Runtime's CPU provider: all threads for one request, one-thread sessions side by side."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Idle pool threads must not spin: other requests' decoding needs those CPUs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    dims = [d if isinstance(d, int) else -1 for d in session.get_inputs()[0].shape]  # names: dynamic
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    warm_up = _blank(dims, metadata)
+
+    def latency(tensor: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {name: tensor})[0])
+
+    def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
+        options.intra_op_num_threads = 1  # called from several threads at once, one CPU each
+        single = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        single.run(None, {name: warm_up})
+        return lambda tensor: single.run(None, {name: tensor})[0]
+
+    latency(warm_up)  # first, alone: the background session below would slow it down (and /ready)
+    budget = CpuBudget(settings.threads, latency, throughput_factory)
+    return Compiled(budget, dims, metadata, "f32")
 
 
 def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int], int | None]:
@@ -434,54 +427,3 @@ def _names(metadata: dict[str, str], spec: ModelSpec) -> dict[int, str]:
     if spec.classes:
         return dict(enumerate(spec.classes))
     return {}
-
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.-]+/)+")
-
-
-def export_onnx(
-    spec: ModelSpec, out: Path | None = None, imgsz: int | None = None, simplify: bool = True, nms_free: bool = False
-) -> Path:
-    """Export ``spec``'s ``.pt`` weights to ONNX with Ultralytics (needs torch); return the file.
-
-    The input shape is dynamic: each image is padded only to a multiple of the stride
-    (:func:`letterbox`), so a 4:3 photo costs three quarters of a square one; ``imgsz`` is the
-    longest side. The file goes next to the weights (``NAME.onnx``) unless ``out`` is given. Absolute paths of
-    the exporting machine (e.g. the training data's location) are removed from its metadata.
-    ``nms_free``: export a YOLO26 model's one-to-one head (``[1, 300, 6]``, no NMS to run).
-    """
-    import os
-    import shutil
-
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install onnx at run time
-    from .models import _import_ultralytics
-
-    _import_ultralytics()
-    from ultralytics import YOLO
-
-    if spec.path.suffix != ".pt":
-        raise ModelUnavailable(f"model {spec.name!r} has no .pt weights to export ({spec.path.name})")
-    target = out or spec.exported
-    model = YOLO(str(spec.path), task="detect")
-    with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
-        options = {"nms": False} if nms_free else {}
-        written = Path(
-            model.export(format="onnx", imgsz=imgsz or spec.imgsz, dynamic=True, simplify=simplify, **options)
-        )
-    _clean_metadata(written)
-    if written.resolve() != target.resolve():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(written, target)
-    return target
-
-
-def _clean_metadata(path: Path) -> None:
-    """Strip absolute paths (directories of the exporting machine) and the date from an ONNX file's metadata."""
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = [(p.key, _ABSOLUTE_PATH.sub("", p.value)) for p in model.metadata_props if p.key != "date"]
-    del model.metadata_props[:]  # the export date too: the same weights give the same file
-    for key, value in kept:
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))

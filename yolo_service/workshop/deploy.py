@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MiB, Settings
+from ..config import MiB, Settings
 
 __all__ = [
     "BACKEND_PORT",

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .models import BUNDLED_DIR
-from .shapes import SHAPE_CLASSES, random_scene
+from ..models import BUNDLED_DIR
+from ..shapes import SHAPE_CLASSES, random_scene
 
 __all__ = ["TrainingConfig", "evaluate_shapes", "save_for_inference", "train_shapes", "write_dataset"]
 
