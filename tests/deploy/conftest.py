@@ -47,10 +47,17 @@ def export_like_the_builder(weights: Path, out: Path) -> Path:
     dockerfile = Dockerfile(ROOT / "backend" / "Dockerfile")
     stage = dockerfile.stages["exported"]
     (command,) = [i.args for i in stage.instructions if i.keyword == "RUN" and "${MODEL}.onnx" in i.args]
+    (script,) = [i.args.split() for i in stage.instructions if i.keyword == "COPY" and "export.py" in i.args]
     command = substitute(command, dockerfile.args("exported"))
     command = command.replace("/opt/yolo-service/weights", str(weights)).replace("/opt/yolo-service/onnx", str(out))
-    env = {**os.environ, **dockerfile.env("exported"), "YOLO_SERVICE_WEIGHTS_DIR": str(weights)}
+    env = {**os.environ, **dockerfile.env("exported")}
     with tempfile.TemporaryDirectory() as scratch:
+        # As in the image: the module copied alone, with no kit to import (`import yolo_service` fails).
+        shutil.copy2(ROOT / script[0], Path(scratch) / "export.py")
+        command = command.replace(script[1], str(Path(scratch) / "export.py"))
+        (Path(scratch) / "blocked" / "yolo_service").mkdir(parents=True)
+        (Path(scratch) / "blocked" / "yolo_service" / "__init__.py").write_text("raise ImportError('not here')\n")
+        env["PYTHONPATH"] = str(Path(scratch) / "blocked")
         env["YOLO_CONFIG_DIR"] = scratch
         env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
         subprocess.run(["sh", "-c", command], cwd=scratch, env=env, check=True, capture_output=True, timeout=300)

@@ -186,7 +186,7 @@ def is_dependency_install(ins: Instruction) -> bool:
 def is_weights_step(ins: Instruction) -> bool:
     """A RUN that fetches weights, or a COPY of weights from another stage."""
     if ins.keyword == "RUN":
-        return "attempt_download_asset" in ins.args or "yolo-service export" in ins.args
+        return "attempt_download_asset" in ins.args or "export.py" in ins.args
     return ins.keyword == "COPY" and "from" in copy_sources(ins)[1] and "weights" in ins.args
 
 

@@ -102,3 +102,16 @@ def test_the_dockerfile_download_step_is_a_no_op_when_the_file_is_there(no_netwo
     (weights / "yolo26n.pt").unlink()
     missing = run_download_step(weights, tmp_path / "config")
     assert missing.returncode != 0 and "Download failure" in missing.stderr, missing.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_export_step_is_reproducible(coco_standin, coco_standin_exported, tmp_path):
+    """The same weights give the same .onnx bytes: a rebuild of the image ships no new model layer."""
+    from tests.deploy.conftest import export_like_the_builder
+
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy2(coco_standin / "yolo26n.pt", build / "yolo26n.pt")
+    again = export_like_the_builder(build, tmp_path / "onnx")
+    first = coco_standin_exported / "yolo26n.onnx"
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == hashlib.sha256(first.read_bytes()).hexdigest()

@@ -7,6 +7,7 @@ and each rule is checked against the real files. Each checker is also shown fail
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -16,8 +17,10 @@ from packaging.requirements import Requirement
 
 from scripts import container_engine
 from scripts import pin_requirements as pins
-from tests.deploy.dockerfiles import Dockerfile, copy_sources, layer_order_problems
+from tests.deploy.dockerfiles import Dockerfile, copies_kit_code, copy_sources, layer_order_problems
 from tests.helpers import ROOT
+from yolo_service.engines import export
+from yolo_service.engines.base import ModelSpec
 from yolo_service.models import COCO_MODELS, PREFERRED_DEFAULT
 from yolo_service.workshop import deploy
 
@@ -144,11 +147,22 @@ def test_runtime_is_the_default_target_and_carries_no_torch():
     weights = [ins for ins in BACKEND.chain("runtime")[-1].instructions if ins.keyword == "COPY" and "from" in ins.args]
     assert weights and copy_sources(weights[0])[1]["from"] == "onnx"
     assert copy_sources(weights[0])[0] == ["/opt/yolo-service/onnx/"]  # only what the onnx stage exported
-    exports = [
-        ins.args for ins in BACKEND.effective("exported") if ins.keyword == "RUN" and "yolo-service export" in ins.args
-    ]
-    assert exports == ['yolo-service export "${MODEL}" --out "/opt/yolo-service/onnx/${MODEL}.onnx"']
+    exports = [ins.args for ins in BACKEND.effective("exported") if ins.keyword == "RUN" and "export.py" in ins.args]
+    weights, onnx = "/opt/yolo-service/weights/${MODEL}.pt", "/opt/yolo-service/onnx/${MODEL}.onnx"
+    assert exports == [f'python /tmp/export.py "{weights}" "{onnx}"']
     assert BACKEND.args("exported")["MODEL"] == "yolo26n"
+
+
+def test_the_export_takes_only_the_export_module_of_the_kit():
+    """Editing the kit re-runs the export only when the export module itself changes."""
+    kit = [copy_sources(i)[0] for i in BACKEND.effective("exported") if copies_kit_code(i)]
+    assert kit == [["yolo_service/engines/export.py"]]
+    # ... which imports nothing of the kit when it is loaded (it runs as a script, alone).
+    tree = ast.parse((ROOT / "yolo_service" / "engines" / "export.py").read_text())
+    top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert [node.module for node in top_level if node.level] == [], "a relative import at module level"
+    assert all(not (node.module or "").startswith("yolo_service") for node in top_level)
+    assert ModelSpec("x", "coco", ROOT / "x.pt", "").imgsz == export.DEFAULT_IMGSZ  # the script's default size
 
 
 @pytest.mark.parametrize("model", ["shapes", *COCO_MODELS])
