@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from yolo_service import Detection, Shape, box_iou
@@ -11,6 +13,7 @@ __all__ = [
     "ARTIFACTS",
     "REPORT",
     "ROOT",
+    "JupyterLab",
     "Server",
     "api_server",
     "assert_finds",
@@ -43,6 +46,44 @@ class Server(LocalServer):
 def api_server(env: dict[str, str] | None = None) -> Server:
     """``yolo-service serve`` on a free loopback port with ``env``; ready when ``/ready`` answers. A context manager."""
     return Server(["yolo-service", "serve", "--host", "127.0.0.1"], free_port(), env=env, ready_path="/ready")
+
+
+class JupyterLab(Server):
+    """``jupyter lab`` on a free loopback port with a fresh token; its settings and runtime files under ``home``.
+
+    Args:
+        options: the lab's options (``--ServerApp.root_dir=...``); ``--ip``/``--port`` among them are replaced.
+        home: a temporary folder for what JupyterLab writes (workspaces, settings, connection files).
+        cwd: where it runs (a relative ``root_dir`` is relative to it).
+    """
+
+    #: No request leaves the machine: no update check, no extension catalogue from PyPI.
+    OFFLINE = [
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+
+    def __init__(self, options: list[str], home: Path, cwd: Path = ROOT) -> None:
+        port, self.token = free_port(), secrets.token_hex(16)
+        options = [o for o in options if not o.startswith(("--ip=", "--port=", "--no-browser"))]
+        argv = ["jupyter", "lab", *options, "--ip=127.0.0.1", f"--port={port}", "--no-browser", *self.OFFLINE]
+        if os.geteuid() == 0:  # a test container's root (the Codespace's user is not root)
+            argv.append("--allow-root")
+        env = {
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "JUPYTER_TOKEN": self.token,
+        }
+        super().__init__([*argv, f"--IdentityProvider.token={self.token}"], port, env, ready_path="/api", timeout=120)
+        self.cwd = cwd
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a call to its REST API sends to be let in."""
+        return {"Authorization": f"token {self.token}"}
 
 
 def best_match(shape: Shape, detections: list[Detection]) -> float:
