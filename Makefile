@@ -35,9 +35,12 @@ ui: install
 # JupyterLab on :8888 for the Codespace's forwarded port, rooted at the repository (so the notebooks'
 # links to ../workshop/ and ../yolo_service/ open) with its file browser in student/, the learners' copies
 # (made first when missing; `make lab LAB_DIR=notebooks` for the instructors'). Open the printed URL (it has the token).
+# Through a Codespace's forwarding the page comes from https://NAME-8888.app.github.dev, an origin JupyterLab
+# refuses by default (kernels fail to start): allow that one origin, named from the Codespace's own variables.
 LAB_DIR ?= student
+LAB_ORIGIN ?= $(if $(CODESPACE_NAME),https://$(CODESPACE_NAME)-8888.$(GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN))
 lab: install student
-	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=. --ContentsManager.preferred_dir=$(LAB_DIR)
+	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=. --ContentsManager.preferred_dir=$(LAB_DIR) $(if $(LAB_ORIGIN),--ServerApp.allow_origin=$(LAB_ORIGIN))
 
 # The workshop as a web site, rebuilt on every edit: http://localhost:8001 (8000 is the API's).
 docs: install
