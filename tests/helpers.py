@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from yolo_service import Detection, Shape, box_iou
@@ -20,6 +21,7 @@ __all__ = [
     "best_match",
     "executable",
     "free_port",
+    "logged_line",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,19 @@ class Server(LocalServer):
 def api_server(env: dict[str, str] | None = None) -> Server:
     """``yolo-service serve`` on a free loopback port with ``env``; ready when ``/ready`` answers. A context manager."""
     return Server(["yolo-service", "serve", "--host", "127.0.0.1"], free_port(), env=env, ready_path="/ready")
+
+
+def logged_line(server: LocalServer, *parts: str, timeout: float = 10.0) -> str | None:
+    """The first line of ``server``'s log holding every one of ``parts``, waiting up to ``timeout`` s; else None.
+
+    A server writes its log from a thread, after the response: the line may come a moment after the answer.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in server.log().splitlines() if all(part in line for part in parts)]
+        if found or time.monotonic() > deadline:
+            return found[0] if found else None
+        time.sleep(0.1)
 
 
 class JupyterLab(Server):
