@@ -196,8 +196,12 @@ def configure_podman() -> None:
         return
     with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as tmp:
         tmp.write(PODMAN_CONF)
-    subprocess.run(_as_root(["install", "-D", "-m", "644", tmp.name, str(CONTAINERS_CONF)]), check=True)
+    written = subprocess.run(
+        _as_root(["install", "-D", "-m", "644", tmp.name, str(CONTAINERS_CONF)]), capture_output=True, text=True
+    )
     os.unlink(tmp.name)
+    if written.returncode != 0:
+        raise EngineUnavailable(f"cannot write {CONTAINERS_CONF}: {written.stderr.strip()[-500:]}")
     # A bridge CNI left behind (podman used before with CNI) holds netavark's subnet: remove it.
     if _succeeds(["ip", "link", "show", "cni-podman0"]):
         subprocess.run(_as_root(["ip", "link", "delete", "cni-podman0"]), check=False)
