@@ -38,7 +38,12 @@ def _frontend_script() -> Path | None:
 
 
 def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[str]:
-    """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on)."""
+    """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on), sending nothing out.
+
+    No usage statistics; and the browser's address set (to Streamlit's own default, ``localhost``), so that
+    a headless start does not ask a third party (checkip.amazonaws.com) for this machine's external IP
+    just to print an "External URL" line.
+    """
     upload_mb = -(-get_settings().max_image_bytes // 2**20)  # ceil: Streamlit takes whole MB
     return [
         sys.executable,
@@ -54,6 +59,8 @@ def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[s
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--browser.serverAddress",
+        "localhost",
         "--server.maxUploadSize",
         str(upload_mb),
         "--client.toolbarMode",

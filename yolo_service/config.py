@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
     # See EngineName; the slim image sets openvino.
     engine: EngineName = "ultralytics"
+    # OpenVINO's compiled models in WEIGHTS_DIR/openvino-cache, when it can be written: the next start compiles
+    # in a third of the time. The images turn it off: a container starts with an empty filesystem (in memory
+    # on Cloud Run), so a cache would cost RAM and never be reused.
+    compile_cache: bool = True
     # OpenVINO's inference precision; auto: its default (bf16 where the CPU has it, else f32).
     precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
     confidence: float = Field(0.25, ge=0.0, le=1.0)
