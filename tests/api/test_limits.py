@@ -327,3 +327,28 @@ def test_header_bytes_exactly_at_the_limit_are_read_one_more_is_431(weights_dir)
         assert limited.get("/version", headers=at_limit).status_code == 200
         over = limited.get("/version", headers={"x-pad": "p" * (2048 - size + 1)})
         assert "2,049 bytes" in assert_error(over, 431, "HeadersTooLarge")["detail"]
+
+
+def test_the_body_limit_also_counts_a_streamed_body_on_any_other_route(settings):
+    """The API's only routes with a body are the predict ones (counted as Admission reads them); a route
+    added later that reads a body is covered too: the same limit, counted as the bytes arrive."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from yolo_service.api import BodyLimit
+
+    async def echo(request):
+        return JSONResponse(len(await request.body()))
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+    app.add_middleware(BodyLimit, settings=settings)
+    limit = settings.max_body_bytes
+
+    def chunks(size: int):
+        for start in range(0, size, 4096):
+            yield b"x" * min(4096, size - start)
+
+    with TestClient(app) as plain:
+        assert plain.post("/echo", content=chunks(limit)).json() == limit
+        assert plain.post("/echo", content=chunks(limit + 1)).status_code == 413
