@@ -360,11 +360,15 @@ def test_a_palette_image_with_alpha_given_as_a_pil_image_is_flattened_on_white()
 )
 def test_an_unreadable_exif_block_leaves_the_image_upright(exif):
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 4), (0, 0, 200)).save(buffer, "PNG", exif=exif)
+    image = Image.new("RGB", (8, 4), (0, 0, 200))
+    image.paste((200, 0, 0), (0, 0, 4, 4))  # left red, right blue: a mirrored or turned image shows
+    image.save(buffer, "PNG", exif=exif)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF data
         decoded = load_image(buffer.getvalue())
-    assert decoded.size == (8, 4) and decoded.getpixel((1, 1)) == (0, 0, 200)
+    assert (
+        decoded.size == (8, 4) and decoded.getpixel((1, 1)) == (200, 0, 0) and decoded.getpixel((6, 1)) == (0, 0, 200)
+    )
 
 
 def test_a_detection_scales_each_axis_by_its_own_factor_and_rounds():
@@ -445,3 +449,15 @@ def test_a_png_is_not_mirrored_and_the_caller_s_image_is_left_as_it_was():
     image.info["dpi"] = (72, 72)
     load_image(image)
     assert image.info == {"dpi": (72, 72)}  # the caller's image: copied before any change
+
+
+def test_a_jpeg_declaring_sampling_factors_of_zero_is_an_invalid_image():
+    """A damaged progressive JPEG header (every component sampled 0 times): a 400, not a division by zero."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 32), (0, 0, 200)).save(buffer, "JPEG", progressive=True)
+    data = bytearray(buffer.getvalue())
+    frame = data.find(b"\xff\xc2")  # start of frame, progressive: then length, precision, size, components
+    for component in range(data[frame + 9]):
+        data[frame + 10 + 3 * component + 1] = 0  # horizontal and vertical sampling factors
+    with pytest.raises(InvalidImage):
+        load_image(bytes(data))
