@@ -350,6 +350,7 @@ def test_a_palette_image_with_alpha_given_as_a_pil_image_is_flattened_on_white()
     assert load_image(image).getpixel((1, 1)) == (255, 255, 255)
 
 
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
 @pytest.mark.parametrize(
     "exif",
     [
@@ -358,11 +359,11 @@ def test_a_palette_image_with_alpha_given_as_a_pil_image_is_flattened_on_white()
         b"II+\x00\x08\x00\x00\x00",  # a TIFF header with a wrong magic number: struct.error too
     ],
 )
-def test_an_unreadable_exif_block_leaves_the_image_upright(exif):
+def test_an_unreadable_exif_block_leaves_the_image_upright(exif, format):
     buffer = io.BytesIO()
     image = Image.new("RGB", (8, 4), (0, 0, 200))
     image.paste((200, 0, 0), (0, 0, 4, 4))  # left red, right blue: a mirrored or turned image shows
-    image.save(buffer, "PNG", exif=exif)
+    image.save(buffer, format, exif=exif, lossless=True)  # lossless: WebP keeps the exact colours
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF data
         decoded = load_image(buffer.getvalue())
