@@ -327,7 +327,10 @@ def show_result() -> None:
     round_trip.metric("Round-trip time", f"{saved['round_trip'] * 1000:.0f} ms")
     count.metric("Detections", len(result.detections))
     st.image(saved["annotated"])
-    st.text(f"{saved['name']} — model {result.model}")  # a caption would be Markdown, and the name is the backend's
+    engine = f", engine {result.engine}" if result.engine else ""  # older backends do not say
+    st.text(
+        f"{saved['name']} — model {result.model}{engine}"
+    )  # a caption would be Markdown, and the name is the backend's
     st.dataframe(
         [
             {

@@ -1,9 +1,11 @@
 """Exported-model engines: run a model's ONNX file with OpenVINO or ONNX Runtime, no torch.
 
 ``yolo-service export NAME`` writes ``NAME.onnx`` next to the weights (:mod:`.export`; that step
-needs torch). Serving it needs only NumPy, Pillow and one runtime: the letterbox, the box decoding
-and the NMS below are plain NumPy, and neither torch nor Ultralytics is imported here
-(tests/perf/test_engines.py runs this module with both blocked).
+needs torch; the ``auto`` engine does it on a model's first load), ``--int8`` a quantized OpenVINO
+IR ``NAME.int8.xml`` (served with ``YOLO_SERVICE_PRECISION=int8``). Serving either needs only NumPy,
+Pillow and one runtime: the letterbox, the box decoding and the NMS below are plain NumPy, and
+neither torch nor Ultralytics is imported here (tests/perf/test_engines.py runs this module with
+both blocked).
 
 Shapes: the exported input is dynamic, so an image is padded only to a multiple of the model's
 stride (a 640×480 photo is a 640×480 input, not 640×640): a quarter less work for a 4:3 photo.
@@ -48,6 +50,7 @@ __all__ = [
     "compile_onnxruntime",
     "compile_openvino",
     "decode_output",
+    "exported_file",
     "letterbox",
     "nms",
 ]
@@ -240,20 +243,36 @@ class Compiled:
 Runtime = Callable[[Path, "Settings"], Compiled]
 
 
-class ExportedDetector(DetectorBase):
-    """A model's ONNX file on one runtime (OpenVINO or ONNX Runtime). ``predict`` is safe from many threads."""
+#: The files each runtime reads: OpenVINO reads its own IR too (the INT8 export writes one).
+READS = {"openvino": (".onnx", ".xml"), "onnxruntime": (".onnx",)}
 
-    def __init__(self, spec: ModelSpec, settings: Settings, runtime: Runtime) -> None:
-        path = spec.exported
-        if not path.is_file():
+
+def exported_file(spec: ModelSpec, settings: Settings, engine: str) -> Path | None:
+    """The model's exported file that ``engine`` can run at the settings' precision, or None if there is none yet."""
+    int8 = settings.precision == "int8"
+    readable = READS.get(engine, ())
+    return next(
+        (p for p in spec.exported_files(settings.weights_dir, int8) if p.suffix in readable and p.is_file()), None
+    )
+
+
+class ExportedDetector(DetectorBase):
+    """A model's exported file on one runtime (OpenVINO or ONNX Runtime). ``predict`` is safe from many threads."""
+
+    def __init__(self, spec: ModelSpec, settings: Settings, runtime: Runtime, engine: str) -> None:
+        path = exported_file(spec, settings, engine)
+        if path is None:
+            int8 = settings.precision == "int8"
             raise ModelUnavailable(
-                f"model {spec.name!r} has no exported file {path.name} for the {settings.engine} engine: "
-                f"run `yolo-service export {spec.name}` (needs the serve extra), or set YOLO_SERVICE_ENGINE=ultralytics"
+                f"model {spec.name!r} has no {'INT8 ' if int8 else ''}exported file "
+                f"{spec.exported_files(settings.weights_dir, int8)[0].name} for the {engine} engine: run "
+                f"`yolo-service export {spec.name}{' --int8' if int8 else ''}` (needs the "
+                f"{'export' if int8 else 'serve'} extra), or set YOLO_SERVICE_ENGINE=ultralytics"
             )
         self.spec = spec
         self.path = path
         self.settings = settings  # the default thresholds
-        self.engine = settings.engine
+        self.engine = engine
         self.threads = settings.threads
         try:
             compiled = runtime(path, settings)
@@ -309,7 +328,9 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
     if precision == "bf16" and "BF16" not in capabilities:
         logger.warning("precision bf16 requested but this CPU has no bf16 (%s): using f32", capabilities)
         precision = "f32"
-    if precision != "auto":  # auto: OpenVINO's default, bf16 where the CPU has it, else f32
+    # auto: OpenVINO's default, bf16 where the CPU has it, else f32; int8: the quantized graph says
+    # which operations run in INT8, the rest (the head, the activations) in that default.
+    if precision not in ("auto", "int8"):
         config["INFERENCE_PRECISION_HINT"] = precision
     cache = _cache_dir(settings)
     if cache:  # compiled blobs: the next start compiles in a third of the time
@@ -343,7 +364,8 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
 
     latency(warm_up)  # first, alone: the background compilation below would slow it down (and /ready)
     budget = CpuBudget(settings.threads, latency, throughput_factory)
-    return Compiled(budget, dims, metadata, compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+    computed = "int8" if settings.precision == "int8" else compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    return Compiled(budget, dims, metadata, computed)
 
 
 def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
@@ -374,7 +396,7 @@ def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
 
     latency(warm_up)  # first, alone: the background session below would slow it down (and /ready)
     budget = CpuBudget(settings.threads, latency, throughput_factory)
-    return Compiled(budget, dims, metadata, "f32")
+    return Compiled(budget, dims, metadata, "int8" if settings.precision == "int8" else "f32")
 
 
 def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int], int | None]:
