@@ -290,20 +290,17 @@ def _calibration_images(folder: str | None, model: str, count: int) -> list[Imag
     Raises:
         InvalidRequest: no folder for a model other than ``shapes``, or a folder with no image.
     """
-    import random
-
     from .errors import InvalidRequest
     from .images import load_image
-    from .shapes import random_scene
-    from .workshop.training import SCENE_SIZES  # the training set's mix of aspect ratios
 
     if folder is None:
         if model != "shapes":
             raise InvalidRequest(
                 f"INT8 calibration needs images like {model!r} will see: pass --calibration DIR (a few hundred images)"
             )
-        rng = random.Random(2024)  # not the held-out set's seed: the benchmark measures on scenes never calibrated on
-        return [random_scene(rng, rng.choice(SCENE_SIZES))[0] for _ in range(count)]
+        from .workshop.accuracy import calibration_scenes  # never the held-out scenes the benchmark scores on
+
+        return calibration_scenes(count)
     suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)[:count]
     if not files:
