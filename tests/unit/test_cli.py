@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -14,8 +16,11 @@ from yolo_service import encode_image, sample_scene
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([executable("yolo-service"), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+def cli(*args: str, cwd=None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [executable("yolo-service"), *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=environment
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +72,21 @@ def test_models_lists_the_catalog():
     names = [line.split()[0] for line in result.stdout.splitlines()[:-1]]
     assert names == ["yolo26n", "yolo26s", "yolo11n", "yolo11s", "yolo11m", "shapes"]
     assert "shapes      bundled  on disk" in result.stdout
+
+
+def test_models_says_what_the_configured_engine_can_serve(tmp_path):
+    """Under an exported-model engine a model is servable only with its NAME.onnx, whatever .pt is on disk."""
+    from yolo_service.models import BUNDLED_DIR
+
+    shutil.copy(BUNDLED_DIR / "shapes.pt", tmp_path / "mine.pt")
+    env = {"YOLO_SERVICE_WEIGHTS_DIR": str(tmp_path), "YOLO_SERVICE_OFFLINE": "1"}
+    states = {}
+    for engine in ("ultralytics", "openvino"):
+        result = cli("models", env={**env, "YOLO_SERVICE_ENGINE": engine})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1].endswith(f"engine: {engine} (YOLO_SERVICE_ENGINE)")
+        rows = {line.split()[0]: line for line in result.stdout.splitlines()[:-1]}
+        states[engine] = {name: rows[name][21:45].strip() for name in ("yolo26n", "shapes", "mine")}
+    assert states["ultralytics"] == {"yolo26n": "not available offline", "shapes": "on disk", "mine": "on disk"}
+    assert states["openvino"] == {"yolo26n": "not exported yet", "shapes": "on disk", "mine": "not exported yet"}
+    assert "yolo-service export NAME" in result.stderr

@@ -132,7 +132,7 @@ def test_the_import_reader_sees_what_it_must(imports):
     """The reader resolves relative imports, names inside modules, and imports in functions (a sanity check)."""
     edges = {(i.source, i.target, i.top_level) for i in imports}
     assert ("yolo_service.models", "yolo_service.engines", True) in edges  # from .engines import ENGINES, …
-    assert ("yolo_service.workshop.bench", "yolo_service.workshop.processes", True) in edges  # from .processes
+    assert ("yolo_service.workshop.bench", "yolo_service.workshop.processes", True) in edges  # a sibling in workshop/
     assert ("yolo_service.workshop.bench", "yolo_service.engines.export", False) in edges  # in run_bench's pieces
     assert ("yolo_service.api", "yolo_service.logs", True) in edges  # from . import __version__, logs
     assert ("yolo_service.metrics", "yolo_service.models", False) in edges  # under TYPE_CHECKING
