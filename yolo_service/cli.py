@@ -183,7 +183,8 @@ def _check(args: argparse.Namespace) -> int:
             model = args.model or ("shapes" if "shapes" in names else None)
             result = client.predict(image, model)
             found = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in result.detections) or "nothing"
-            report(True, f"POST /predict ({result.model})", f"{found} in {result.time * 1000:.0f} ms")
+            served = f"{result.model} on {result.engine}" if result.engine else result.model  # older servers: no engine
+            report(True, f"POST /predict ({served})", f"{found} in {result.time * 1000:.0f} ms")
             if result.model == "shapes":
                 for shape in shapes:
                     best = max(
