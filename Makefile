@@ -33,11 +33,12 @@ api: install
 ui: install
 	$(VENV)/bin/yolo-service ui
 
-# JupyterLab on :8888 for the Codespace's forwarded port: the learners' notebooks (student/, from
-# `make student`) when they exist, else the instructors' (notebooks/). Open the printed URL (it has the token).
-LAB_DIR ?= $(if $(wildcard student/*.ipynb),student,notebooks)
-lab: install
-	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=$(LAB_DIR)
+# JupyterLab on :8888 for the Codespace's forwarded port, rooted at the repository (so the notebooks'
+# links to ../workshop/ and ../yolo_service/ open) with its file browser in student/, the learners' copies
+# (made first when missing; `make lab LAB_DIR=notebooks` for the instructors'). Open the printed URL (it has the token).
+LAB_DIR ?= student
+lab: install student
+	$(VENV)/bin/jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=. --ContentsManager.preferred_dir=$(LAB_DIR)
 
 # The workshop as a web site, rebuilt on every edit: http://localhost:8001 (8000 is the API's).
 docs: install
@@ -68,8 +69,13 @@ test: install system-deps lint
 bench: install  ## speed and memory figures (not a test): bench/bench.json + bench/bench.png; QUICK=1 for a smoke run
 	YOLO_SERVICE_OFFLINE=1 $(VENV)/bin/yolo-service bench --out bench $(if $(QUICK),--quick)
 
-student:  ## the learners' notebooks in student/: solutions replaced by `...` (needs the venv: make install)
-	$(PY) scripts/make_student_notebooks.py
+# The learners' copies in student/, solutions replaced by `...` (needs the venv: make install). Only the
+# missing ones: a copy that exists is the learner's work and is kept. RESET=03_backend starts one again,
+# FORCE=1 all of them; the old copy goes to student/.backup/NAME.TIMESTAMP.ipynb first.
+STUDENT_DIR ?= student
+student:
+	$(PY) scripts/make_student_notebooks.py --out $(STUDENT_DIR) $(if $(filter 1 yes true,$(FORCE)),--force) \
+		$(foreach name,$(RESET),--reset $(name))
 
 clean:
 	rm -rf $(VENV) build bench test-artifacts .pytest_cache

@@ -13,6 +13,7 @@ a model named ``[re-enter your key](https://…)`` must not become a link.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Literal, NamedTuple
@@ -20,6 +21,7 @@ from typing import Literal, NamedTuple
 import httpx
 import streamlit as st
 
+from yolo_service import logs
 from yolo_service.client import Client, origin
 from yolo_service.config import get_settings
 from yolo_service.drawing import draw_detections
@@ -172,6 +174,22 @@ def unreachable(url: str, exc: BackendUnreachable) -> Notice:
     return Notice("error", f"The backend is not reachable.\n\n{COMPOSE_HINT}", f"{url}: {exc.__cause__ or exc}")
 
 
+def show_request_id(request_id: str | None) -> None:
+    """The backend's id for a request, as plain text: the key to its entries in the backend's logs."""
+    if request_id:
+        st.text(f"Request id: {request_id}", help="find this request in the backend's logs with it (workshop step 6)")
+
+
+@st.cache_resource
+def configure_logging() -> None:
+    """Log one line per backend call (the client's, with its request id), once per process.
+
+    Unless the host configured logging already (a test runner): then its handlers stay in charge.
+    """
+    if not logging.getLogger().handlers:
+        logs.configure(get_settings())
+
+
 def failed(exc: YoloServiceError) -> Notice:
     """The notice for an error answer: the request's fault (4xx), or the backend's (anything else)."""
     if isinstance(exc, BackendNotAllowed):
@@ -301,9 +319,11 @@ def predict(
                 )
     except BackendUnreachable as exc:
         show(unreachable(url, exc))
+        show_request_id(exc.request_id)
         return
     except YoloServiceError as exc:
         show(failed(exc))
+        show_request_id(exc.request_id)
         return
     st.session_state["result"] = {
         "name": name,
@@ -326,6 +346,7 @@ def show_result() -> None:
     server.metric("Server processing time", f"{result.time * 1000:.0f} ms")
     round_trip.metric("Round-trip time", f"{saved['round_trip'] * 1000:.0f} ms")
     count.metric("Detections", len(result.detections))
+    show_request_id(result.request_id)
     st.image(saved["annotated"])
     engine = f", engine {result.engine}" if result.engine else ""  # older backends do not say
     st.text(
@@ -357,6 +378,7 @@ def show_result() -> None:
 def main() -> None:
     """The page."""
     st.set_page_config(page_title="yolo-service", page_icon="🔎", layout="wide")
+    configure_logging()
     st.title("YOLO object detection")
     st.caption("Upload an image, the backend API detects objects, this page draws the boxes.")
     url, test_mode = sidebar()

@@ -7,9 +7,12 @@ background thread started by the lifespan, so ``/health`` answers at once and
 
 Around the routes, pure ASGI middlewares, outermost first:
 
-- :class:`RequestLog` logs one line per request, errors included, tells the response's observers
-  (the ``/metrics`` counters), and is the last resort: an exception nobody expected becomes a
-  JSON 500, logged once with its traceback.
+- :class:`~yolo_service.logs.RequestContextMiddleware` gives each request its id (the caller's
+  trace id from ``traceparent`` or ``X-Cloud-Trace-Context``, else a new one), answered in
+  ``X-Request-ID`` and carried by every log entry of the request and by its error body.
+- :class:`RequestLog` logs one entry per request (its severity from the status), errors included,
+  tells the response's observers (the ``/metrics`` counters), and is the last resort: an
+  exception nobody expected becomes a JSON 500, logged once with its traceback.
 - :class:`ApiKeyGate` refuses a request without the configured key (401) before its body is read.
 - :class:`BodyLimit` refuses a body over the limit (413) before it is read or as it streams in.
 - :class:`Admission` refuses a predict request when ``max_queue`` are in flight (503 +
@@ -18,8 +21,8 @@ Around the routes, pure ASGI middlewares, outermost first:
 Inside, decoding, prediction and drawing (the work that holds pixels) run in worker threads,
 at most ``worker_slots`` at once; admitted requests wait for a slot without a thread.
 Every error, the framework's own included, is rendered by :func:`error_response` as
-``{"detail": str, "error": str}`` (schema errors add ``fields``). Logging goes through
-:mod:`yolo_service.logs`, so a slow log reader can never stop the event loop.
+``{"detail": str, "error": str, "request_id": str}`` (schema errors add ``fields``). Logging
+goes through :mod:`yolo_service.logs`, so a slow log reader can never stop the event loop.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ DESCRIPTION = (
     "class names and confidences, and the model's processing time in seconds."
 )
 PREDICT_PATHS = frozenset({"/predict", "/predict/file"})
+PROBE_PATHS = frozenset({"/health", "/ready"})
 #: Open even when an API key is set: probes and healthchecks carry no key (/health, /ready), and the
 #: title, version and API description are the public contract; Swagger's "Authorize" button needs
 #: /docs and /openapi.json to send the key. Everything that touches a model or costs CPU needs it.
@@ -125,13 +129,19 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def error_response(
     error: YoloServiceError, settings: Settings, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """The one rendering of every error: ``{"detail", "error"}`` (+ ``fields``), with its status and headers."""
+    """The one rendering of every error: ``{"detail", "error", "request_id"}`` (+ ``fields``), status, headers."""
     headers = dict(headers or {})
     # Every 503 says when to retry: the error's own delay, else the configured one.
     retry = error.retry_after or (settings.retry_after if error.status_code == 503 else None)
     if retry:
         headers["Retry-After"] = str(retry)
-    body = ErrorResponse(detail=str(error), error=type(error).__name__, fields=getattr(error, "fields", None))
+    logs.annotate(error=type(error).__name__)  # the request's log entry says which error it answered
+    body = ErrorResponse(
+        detail=str(error),
+        error=type(error).__name__,
+        fields=getattr(error, "fields", None),
+        request_id=logs.request_id(),
+    )
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), error.status_code, headers=headers or None)
 
 
@@ -228,7 +238,9 @@ class Service:
 
     async def run_predict(self, data: bytes, options: PredictOptions) -> PredictResponse:
         """Run :meth:`predict` in a worker thread once a worker slot is free."""
-        return await anyio.to_thread.run_sync(self.predict, data, options, limiter=self.slots)
+        response = await anyio.to_thread.run_sync(self.predict, data, options, limiter=self.slots)
+        response.request_id = logs.request_id()
+        return response
 
 
 def annotated_jpeg(image: Any, detections: list[Detection], original: tuple[int, int], max_side: int) -> str:
@@ -265,8 +277,12 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 class RequestLog:
-    """One log line per request (method, path, status, ms); any unexpected exception becomes a JSON 500.
+    """One log entry per request; any unexpected exception becomes a JSON 500.
 
+    The entry says method, path, status and milliseconds; its severity follows the status (see
+    :func:`_severity`), and in JSON it adds the bytes in and out and an
+    ``httpRequest`` (the model, engine and image size come from :func:`~yolo_service.logs.annotate`).
+    uvicorn's access log is off (``yolo-service serve``): it would say the same thing twice.
     ``observers`` are called with (scope, status, seconds) after each response, refusals included.
     """
 
@@ -278,16 +294,24 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 0
+        status = received = sent = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
 
         async def logged_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, logged_send)
+            await self.app(scope, counted_receive, logged_send)
         except Exception:  # the last resort: a defect, never an answer to an input; log it, answer JSON
             logger.exception("unexpected error in %s %s", scope["method"], scope["path"])
             if not status:  # else the response has started: nothing to do but let the connection end
@@ -298,7 +322,40 @@ class RequestLog:
             seconds = time.perf_counter() - started
             for observe in self.observers:
                 observe(scope, status, seconds)
-            logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
+            level = _severity(scope["path"], status)
+            entry = _request_entry(scope, status, seconds, received, sent)
+            logger.log(level, "%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000, extra=entry)
+
+
+def _severity(path: str, status: int) -> int:
+    """The request entry's level: ERROR for a 5xx, WARNING for a 4xx (or no answer), else INFO.
+
+    The probes' answers (``/health``, ``/ready``, every few seconds from Cloud Run or compose) are not
+    faults: a 200 is DEBUG (hidden at the default level), and "not ready yet" is INFO.
+    """
+    if path in PROBE_PATHS:
+        return logging.DEBUG if status == 200 else logging.INFO
+    if status >= 500:
+        return logging.ERROR
+    return logging.WARNING if status >= 400 or not status else logging.INFO
+
+
+def _request_entry(scope: Scope, status: int, seconds: float, received: int, sent: int) -> dict[str, Any]:
+    """The request log's own fields (``extra=``): status, latency, bytes, and Cloud Logging's ``httpRequest``."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    agent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"user-agent"), None)
+    http_request = {
+        "requestMethod": scope["method"],
+        "requestUrl": scope["path"] + (f"?{query}" if query else ""),
+        "status": status,
+        "latency": f"{seconds:.6f}s",
+        "requestSize": str(received),
+        "responseSize": str(sent),
+        "userAgent": agent,
+        "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+    }
+    fields = {"status": status, "latency_ms": round(seconds * 1000, 1), "bytes_in": received, "bytes_out": sent}
+    return {"fields": fields, "http_request": {k: v for k, v in http_request.items() if v is not None}}
 
 
 class ApiKeyGate:
@@ -416,6 +473,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(ApiKeyGate, settings=settings)
     app.add_middleware(RequestLog, settings=settings, observers=service.on_response)
+    app.add_middleware(logs.RequestContextMiddleware)  # outermost: every entry and error of a request has its id
 
     async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         headers = None
@@ -514,4 +572,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await svc.run_predict(image, options)
 
     instrument(app, service, PREDICT_PATHS)  # GET /metrics and its counters (yolo_service/metrics.py)
+
+    def log_prediction(response: PredictResponse) -> None:  # in the worker thread, within the request's context
+        size = f"{response.image.width}x{response.image.height}"
+        logs.annotate(model=response.model, engine=settings.engine, image_size=size)
+
+    service.registry.on_predict.append(log_prediction)
     return app

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, logs
 from .config import get_settings
 from .errors import YoloServiceError
 
@@ -71,13 +71,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     port = args.port or settings.port
+    logs.configure(settings, capture_output=True)  # JSON entries on Cloud Run, library prints included
     uvicorn.run(
         "yolo_service.api:create_app",
         factory=True,
         host=args.host or settings.host,
         port=port,
         log_level=settings.log_level,
-        access_log=False,  # the app logs one line per request, with latency
+        log_config=None,  # uvicorn's own lines go through logs.configure's handler, in the same format
+        access_log=False,  # the app logs one entry per request, with latency: the same thing twice otherwise
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     return 0
@@ -425,10 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``yolo-service`` command."""
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP call drowns `check`'s report
+    if not logging.getLogger().handlers:  # as logging.basicConfig: a host (a test runner) keeps its own
+        logs.configure(get_settings())
+    # One line per HTTP call drowns `check`'s report (the UI keeps the client's lines: one per backend call).
+    logging.getLogger("yolo_service.client").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
         return code

@@ -11,13 +11,21 @@ an answer can cost: the whole exchange has a deadline (httpx's timeouts apply to
 network read, so a backend that trickles a byte a second never times out), the body is
 read in chunks and refused past ``client_max_response_bytes``, redirects are not
 followed, and an error body that is not the kit's JSON error is never echoed.
+
+Each call sends a W3C ``traceparent`` header (:func:`new_traceparent`, or the one given to
+:meth:`Client.predict`), so the backend files its log entries under the caller's trace id, and
+logs one line (logger ``yolo_service.client``, INFO) with the id the backend answered in
+``X-Request-ID``: the UI's line and the API's entries of one call share that id. The id is on
+results (``PredictResponse.request_id``) and on raised errors (``error.request_id``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import re
+import secrets
 import time
 from contextvars import ContextVar
 from http import HTTPStatus
@@ -35,7 +43,10 @@ from .errors import BackendUnreachable, YoloServiceError, error_class
 from .images import encode_base64, encode_image, read_image_bytes
 from .schema import ModelInfo, PredictResponse
 
-__all__ = ["Client", "normalize_url", "origin"]
+__all__ = ["Client", "new_traceparent", "normalize_url", "origin"]
+
+logger = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"[0-9A-Za-z._-]{1,128}")  # what the client repeats of a backend's request id
 
 ImageSource = str | Path | bytes | Image.Image
 _Answer = TypeVar("_Answer", bound=BaseModel)
@@ -158,6 +169,27 @@ def _deadline_transport() -> httpx.HTTPTransport:
     return transport
 
 
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A W3C ``traceparent`` header: version 00, ``trace_id`` (default: 32 random hex digits), a random span.
+
+    The flags are 00: the caller asks for no trace to be recorded; the id still ties the log entries together.
+    """
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+def _answered_id(response: httpx.Response, error: Any = None) -> str | None:
+    """The request id a backend answered: its ``X-Request-ID`` header, else its error body's ``request_id``."""
+    found = response.headers.get("x-request-id") or (error.get("request_id") if isinstance(error, dict) else None)
+    return found if isinstance(found, str) and _REQUEST_ID.fullmatch(found) else None
+
+
+def _unanswered(call: str, sent_id: str | None, error: BackendUnreachable) -> BackendUnreachable:
+    """``error`` with the id that was sent (the backend may have logged it), logged as the call's one line."""
+    error.request_id = sent_id
+    logger.warning("%s: no answer (%s)", call, error, extra={"request_id": sent_id})
+    return error
+
+
 def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
     """File bytes and a file name for an image given as a path, bytes or PIL image."""
     if isinstance(image, Image.Image):
@@ -223,22 +255,31 @@ class Client:
     def __repr__(self) -> str:  # never shows the key
         return f"Client({self.url!r})"
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, traceparent: str | None = None, **kwargs: Any) -> Any:
+        traceparent = traceparent or new_traceparent()
+        parts = traceparent.split("-")
+        sent_id = parts[1] if len(parts) >= 4 and _REQUEST_ID.fullmatch(parts[1]) else None
+        started = time.perf_counter()
         token = _deadline.set(time.monotonic() + self.timeout)
         try:
-            with self._http.stream(method, path, **kwargs) as response:
+            with self._http.stream(method, path, headers={"traceparent": traceparent}, **kwargs) as response:
                 body = self._read(response)
         except httpx.TimeoutException as exc:
-            raise BackendUnreachable(
+            raise _unanswered(f"{method} {self.url}{path}", sent_id, BackendUnreachable(
                 f"{self.url} did not answer in time ({exc.__class__.__name__}): is it overloaded, or still starting?"
-            ) from exc
+            )) from exc  # fmt: skip
         except httpx.HTTPError as exc:
-            raise BackendUnreachable(
+            raise _unanswered(f"{method} {self.url}{path}", sent_id, BackendUnreachable(
                 f"cannot reach the backend at {self.url} ({exc}): check the URL and that the backend runs. "
                 "Inside docker compose the backend is http://backend:8000, not localhost."
-            ) from exc
+            )) from exc  # fmt: skip
         finally:
             _deadline.reset(token)
+        milliseconds = (time.perf_counter() - started) * 1000
+        logger.info(
+            "%s %s%s %d %.0f ms", method, self.url, path, response.status_code, milliseconds,
+            extra={"request_id": _answered_id(response)},
+        )  # fmt: skip
         return self._answer(response, body, path)
 
     def _read(self, response: httpx.Response) -> bytes:
@@ -290,7 +331,9 @@ class Client:
         if isinstance(name, str) and isinstance(detail, str) and cls.__name__ == name:  # the kit's error shape
             if len(detail) > MAX_DETAIL_CHARS:
                 detail = detail[:MAX_DETAIL_CHARS] + "…"
-            raise cls(detail, retry_after=retry_after)
+            refused = cls(detail, retry_after=retry_after)
+            refused.request_id = _answered_id(response, error)
+            raise refused
         # Anything else is not echoed: its text is whatever the server at that URL chose to say.
         try:
             phrase = HTTPStatus(status).phrase
@@ -300,7 +343,9 @@ class Client:
             hint = "a redirect, which the client does not follow: give the final URL (https://… for Cloud Run)"
         else:
             hint = "not the JSON error of a yolo-service backend: is this the right URL?"
-        raise cls(f"{status} {phrase}: {hint}", retry_after=retry_after)
+        failure = cls(f"{status} {phrase}: {hint}", retry_after=retry_after)
+        failure.request_id = _answered_id(response)
+        raise failure
 
     def _parse(self, model: type[_Answer], body: Any) -> _Answer:
         """``body`` as ``model``; JSON that is not what the API promises is a typed error, not a crash."""
@@ -362,11 +407,14 @@ class Client:
         max_detections: int | None = None,
         annotate: bool = False,
         multipart: bool = False,
+        traceparent: str | None = None,
     ) -> PredictResponse:
         """Detect objects in ``image`` (a path, file bytes, or PIL image) on the backend.
 
         ``multipart=True`` uploads the file to ``/predict/file`` instead of sending
-        base64 JSON to ``/predict`` (a third less data on the wire).
+        base64 JSON to ``/predict`` (a third less data on the wire). ``traceparent``: the
+        caller's W3C trace context, to continue its trace (default: a new one). The result's
+        ``request_id`` is the backend's id for this request.
         """
         data, filename = _image_bytes(image)
         options = {
@@ -380,9 +428,13 @@ class Client:
             form = {k: str(v) for k, v in options.items() if v is not None}
             if classes:
                 form["classes"] = ",".join(classes)
-            body = self._request("POST", "/predict/file", data=form, files={"image": (filename, io.BytesIO(data))})
+            upload = {"image": (filename, io.BytesIO(data))}
+            body = self._request("POST", "/predict/file", traceparent=traceparent, data=form, files=upload)
         else:
             payload: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
             payload.update(image=encode_base64(data), classes=classes)
-            body = self._request("POST", "/predict", json=payload)
-        return self._parse(PredictResponse, body)
+            body = self._request("POST", "/predict", traceparent=traceparent, json=payload)
+        result = self._parse(PredictResponse, body)
+        if result.request_id is not None and not _REQUEST_ID.fullmatch(result.request_id):
+            result.request_id = None  # not an id this client repeats: the backend's text, whatever it is
+        return result

@@ -76,12 +76,24 @@ def _default_weights_dir() -> Path:
 class Settings(BaseSettings):
     """Every tunable of the library, the API and the apps, with its environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="YOLO_SERVICE_", extra="ignore")
+    # populate_by_name: Settings(port=…, gcp_project=…) in code, next to their environment aliases.
+    model_config = SettingsConfigDict(env_prefix="YOLO_SERVICE_", extra="ignore", populate_by_name=True)
 
     # Serving
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "YOLO_SERVICE_PORT"))
     log_level: str = "info"
+    log_format: Literal["auto", "text", "json"] = Field(
+        "auto",
+        description="text: readable lines; json: one Cloud Logging entry per line; auto: json on Cloud Run "
+        "(K_SERVICE set), else text",
+    )
+    gcp_project: str | None = Field(
+        None,
+        validation_alias=AliasChoices("YOLO_SERVICE_GCP_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        description="the Google Cloud project: JSON log entries then name their trace "
+        "(projects/PROJECT/traces/ID), which ties them to Cloud Run's request log",
+    )
     max_queue: int = Field(32, ge=1, description="predict requests in flight or queued before a fast 503")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     preload: bool = Field(True, description="load the default model at start-up")
@@ -150,6 +162,11 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         """``YOLO_SERVICE_API_KEY=`` (empty) means no key, not a key that is the empty string."""
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether logs are JSON entries: ``log_format=json``, or ``auto`` on Cloud Run (which sets ``K_SERVICE``)."""
+        return self.log_format == "json" or (self.log_format == "auto" and bool(os.environ.get("K_SERVICE")))
 
     @property
     def worker_slots(self) -> int:

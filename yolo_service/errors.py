@@ -20,7 +20,8 @@
 Each class carries the HTTP status the API answers with; the API maps errors to
 responses in one handler, and :mod:`yolo_service.client` raises the same classes
 again from the response, so callers catch the same types in-process and remotely.
-:class:`InvalidRequest` may carry ``fields``: one ``{"loc", "msg", "type"}`` per problem.
+:class:`InvalidRequest` may carry ``fields``: one ``{"loc", "msg", "type"}`` per problem; an error
+raised by the client carries the request's ``request_id``, the key to its entries in the backend's log.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class YoloServiceError(Exception):
     """Base class of every error the library raises on purpose."""
 
     status_code: int = 500
+    #: Set by the client: the id the backend answered (``X-Request-ID``), or the one it sent when no answer came.
+    request_id: str | None = None
 
     def __init_subclass__(cls, status_code: int | None = None, **kwargs: Any) -> None:
         """``class NotFound(YoloServiceError, status_code=404)``: the status stands on the class's line."""

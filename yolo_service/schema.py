@@ -151,6 +151,9 @@ class PredictResponse(BaseModel):
         None,
         description="base64 JPEG with the boxes drawn, when asked; longest side at most YOLO_SERVICE_ANNOTATE_MAX_SIDE",
     )
+    request_id: str | None = Field(
+        None, description="this request's id, as in the X-Request-ID header: its entries in the server's log carry it"
+    )
 
 
 class HealthResponse(BaseModel):
@@ -201,11 +204,14 @@ class FieldError(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error answer: a message for people and the error class's name for programs."""
+    """Every error answer: a message for people, the error class's name for programs, and the request's id."""
 
     detail: str = Field(description="what went wrong and what to do")
     error: str = Field(description="the error's class in yolo_service.errors, e.g. InvalidImage")
     fields: list[FieldError] | None = Field(None, description="schema errors only: one entry per problem")
+    request_id: str | None = Field(
+        None, description="this request's id, as in the X-Request-ID header: its entries in the server's log carry it"
+    )
 
 
 def box_iou(a: Box, b: Box) -> float:

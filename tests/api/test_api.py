@@ -76,8 +76,9 @@ def test_predict_json(client, scene):
     response = client.post("/predict", json={"image": encode_base64(data), "model": "shapes"})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"model", "engine", "detections", "time", "image", "annotated_image"}
+    assert set(body) == {"model", "engine", "detections", "time", "image", "annotated_image", "request_id"}
     assert body["model"] == "shapes" and body["engine"] == "openvino" and body["image"] == {"width": 640, "height": 480}
+    assert body["request_id"] == response.headers["X-Request-ID"] and len(body["request_id"]) == 32
     assert body["annotated_image"] is None
     from yolo_service import PredictResponse
 
@@ -177,7 +178,7 @@ def test_schema_errors_are_422_in_the_one_error_shape(client, payload, field, ki
     response = client.post("/predict", json=payload)
     assert response.status_code == 422
     body = response.json()
-    assert set(body) == {"detail", "error", "fields"} and body["error"] == "InvalidRequest"
+    assert set(body) == {"detail", "error", "fields", "request_id"} and body["error"] == "InvalidRequest"
     assert body["fields"][0]["loc"] == field and body["fields"][0]["type"] == kind
     assert body["detail"].startswith("the request does not match the schema") and field[-1] in body["detail"]
 
@@ -255,7 +256,9 @@ def test_a_body_over_the_limit_while_streaming_is_the_one_413_shape(client):
 
     response = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
-    assert response.json() == {
+    body = response.json()
+    assert body.pop("request_id") == response.headers["X-Request-ID"]  # the id of the request, in both
+    assert body == {
         "detail": f"the request body is larger than the limit of {limit:,} bytes",
         "error": "ImageTooLarge",
     }
@@ -335,6 +338,7 @@ def test_with_an_api_key_in_process(weights_dir):
         refused = test_client.get("/models")
         assert refused.status_code == 401
         assert refused.json() == {
+            "request_id": refused.headers["X-Request-ID"],
             "detail": "this service requires an API key: the request sent no API key in the X-API-Key header",
             "error": "Unauthorized",
         }

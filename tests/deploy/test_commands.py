@@ -106,7 +106,7 @@ def test_backend_concurrency_never_exceeds_what_the_server_admits(max_queue):
     admitted = settings.max_queue if settings else Settings.model_fields["max_queue"].default  # the image's
     assert 1 <= int(f["concurrency"]) <= admitted
     # And the server is told the same number, so the two cannot drift apart.
-    assert f["set-env-vars"] == f"YOLO_SERVICE_MAX_QUEUE={f['concurrency']}"
+    assert f["set-env-vars"].split(",")[0] == f"YOLO_SERVICE_MAX_QUEUE={f['concurrency']}"
 
 
 def test_server_limits_fit_cloud_run():
@@ -128,11 +128,34 @@ def test_backend_is_sized_for_the_measured_memory(target):
 def test_frontend_deploy_fits_streamlit_behind_cloud_run():
     command = deploy.deploy_frontend_command(CONFIG, "https://yolo-backend-abc-ew.a.run.app")
     f = flags(command)
-    assert f["set-env-vars"] == "BACKEND_URL=https://yolo-backend-abc-ew.a.run.app"
+    assert f["set-env-vars"].split(",")[0] == "BACKEND_URL=https://yolo-backend-abc-ew.a.run.app"
     assert "session-affinity" in f  # a session's websocket reconnects to the same instance
     assert int(f["timeout"]) >= 3600  # the websocket lives as long as the request
     assert f["max-instances"] == "1"  # sessions and the cookie secret live in one instance
     assert f["image"] == CONFIG.frontend_image
+
+
+def test_both_services_know_their_project_so_their_log_entries_name_the_trace(monkeypatch):
+    """JSON entries carry logging.googleapis.com/trace only when the project is known (GOOGLE_CLOUD_PROJECT)."""
+    for command in (deploy.deploy_backend_command(CONFIG), deploy.deploy_frontend_command(CONFIG, "https://b")):
+        for pair in flags(command)["set-env-vars"].split(","):
+            monkeypatch.setenv(*pair.split("=", 1))  # the service's environment, as Cloud Run sets it
+        assert Settings().gcp_project == CONFIG.project
+        monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+
+
+def test_the_log_commands_read_one_service_or_one_request():
+    assert deploy.service_logs_command(CONFIG) == [
+        "gcloud", "run", "services", "logs", "read", "yolo-backend",
+        "--region=europe-west1", "--project=my-project", "--limit=50",
+    ]  # fmt: skip
+    errors = deploy.service_logs_command(CONFIG, "yolo-frontend", severity="ERROR", limit=5)
+    assert errors[5] == "yolo-frontend" and errors[-2:] == ["--log-filter=severity>=ERROR", "--limit=5"]
+    request = deploy.logging_read_command(CONFIG, deploy.trace_filter(CONFIG, "4bf92f3577b34da6a3ce929d0e0e4736"))
+    assert request == [
+        "gcloud", "logging", "read", 'trace="projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736"',
+        "--project=my-project", "--limit=20",
+    ]  # fmt: skip
 
 
 def test_backend_url_command_prints_the_url():

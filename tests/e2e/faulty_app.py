@@ -1,9 +1,10 @@
 """A test-only server whose predict routes raise an unexpected exception on demand.
 
 ``python -m tests.e2e.faulty_app`` runs exactly ``yolo-service serve`` (same launcher, same
-logging), with one difference injected through FastAPI's ``dependency_overrides``: a
-request carrying the header ``X-Inject-Failure`` raises ``RuntimeError`` inside the route.
-Production code has no such route or switch.
+logging), with two differences injected through FastAPI's ``dependency_overrides``: a
+request carrying the header ``X-Inject-Failure`` raises ``RuntimeError`` inside the route,
+and one carrying ``X-Inject-Print`` prints its value to stdout and stderr first, as a chatty
+library would. Production code has no such route or switch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import FastAPI, Request
 from yolo_service import api, cli
 
 FAILURE_HEADER = "X-Inject-Failure"
+PRINT_HEADER = "X-Inject-Print"
 _create_app = api.create_app
 
 
@@ -23,6 +25,9 @@ def create_faulty_app(settings=None) -> FastAPI:  # noqa: ANN001 (Settings | Non
     app = _create_app(settings)
 
     async def failing_service(request: Request) -> api.Service:
+        if text := request.headers.get(PRINT_HEADER):
+            print(text)
+            print(text, file=sys.stderr)
         if request.headers.get(FAILURE_HEADER):
             raise RuntimeError("injected failure: a defect nobody expected (test only)")
         return await api.get_service(request)

@@ -6,12 +6,13 @@ never downloads a browser here.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 
 import pytest
 
-from tests.helpers import Server, free_port
+from tests.helpers import Server, free_port, logged_line
 from yolo_service import __version__, encode_image, sample_scenes
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -82,6 +83,9 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
             assert set(found) == {s.class_name for s in shapes}, rows
             for shape in shapes:  # columns: class_name, confidence, x_min, y_min, x_max, y_max
                 assert all(abs(a - b) <= 15 for a, b in zip(found[shape.class_name], shape.box, strict=True)), rows
+            shown = page.get_by_text(re.compile(r"^Request id: [0-9a-f]{32}$"))
+            expect(shown).to_be_visible()
+            request_id = shown.inner_text().removeprefix("Request id: ")
             page.wait_for_timeout(500)
             page.screenshot(path=str(artifacts / "frontend.png"), full_page=True)
         except Exception:
@@ -89,3 +93,6 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
             raise
         finally:
             browser.close()
+    # The id on the page is in both processes' logs: the UI's line for the call, and the API's entry.
+    assert logged_line(frontend, f"[{request_id}]", f"POST {backend.url}/predict/file 200")
+    assert logged_line(backend, f"[{request_id}]", "POST /predict/file 200")

@@ -78,7 +78,9 @@ def test_a_hundred_unexpected_exceptions_do_not_stop_the_server(scene_png):
             for i in range(100):
                 response = http.post("/predict", json={"image": encode_base64(data)}, headers={FAILURE_HEADER: "1"})
                 assert response.status_code == 500, (i, response.text)
-                assert response.json() == {
+                body = response.json()
+                assert body.pop("request_id") == response.headers["X-Request-ID"]
+                assert body == {
                     "detail": "internal error: the server logged the details; please report it",
                     "error": "InternalError",
                 }

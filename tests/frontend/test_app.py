@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import yolo_service
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, logged_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 APP = str(ROOT / "frontend" / "app.py")
@@ -225,3 +226,26 @@ def test_a_backend_slower_than_the_timeout_gives_a_message(short_ui_timeout):
         assert f"Backend at {backend.url}" in texts(at)
         assert "Cannot list the backend's models" in at.warning[0].value
         assert time.monotonic() - started < 30  # each call gave up after 1 s, not after the 3 s answer
+
+
+def shown_request_ids(at: AppTest) -> list[str]:
+    return [t.value.removeprefix("Request id: ") for t in at.text if t.value.startswith("Request id: ")]
+
+
+def test_a_result_and_an_error_show_the_request_id_that_the_ui_and_the_backend_both_logged(backend, caplog):
+    with caplog.at_level("INFO", logger="yolo_service.client"):
+        at = predict_a_sample(backend.url)
+    assert not at.exception and not at.error
+    [request_id] = shown_request_ids(at)
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    assert at.session_state["result"]["response"].request_id == request_id
+    assert logged_line(backend, f"[{request_id}]", "POST /predict/file 200")  # the API's entry for this call
+    calls = [r for r in caplog.records if r.name == "yolo_service.client" and "/predict/file 200" in r.getMessage()]
+    assert [r.request_id for r in calls] == [request_id]  # the UI's one line for this call
+
+    at.selectbox(key="model").set_value("yolo26n").run()  # listed, but not on disk offline: a 503 to show
+    at.button(key="predict").click().run()
+    assert not at.exception and at.error and any("not available offline" in t.value for t in at.text)
+    refused_id, kept_id = shown_request_ids(at)  # under the error its id; the previous result keeps its own
+    assert kept_id == request_id and refused_id != request_id
+    assert logged_line(backend, f"[{refused_id}]", "POST /predict/file 503")

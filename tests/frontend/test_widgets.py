@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.helpers import assert_finds
+from yolo_service import encode_image, sample_scenes
 from yolo_service.workshop.widgets import UPLOAD, PredictDemo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -18,6 +20,32 @@ def test_in_process_sample_prediction_fills_image_and_table():
     assert demo.status.value.startswith("2 detections by shapes on openvino in ")  # auto: the fastest engine here
 
 
+def uploaded(name: str, data: bytes, kind: str = "image/png") -> tuple[dict, ...]:
+    """What ipywidgets 8's FileUpload holds after the browser sent one file."""
+    return (
+        {
+            "name": name,
+            "type": kind,
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": datetime.now(UTC),
+        },
+    )
+
+
+def test_an_upload_selects_itself_and_predict_runs_on_it():
+    demo = PredictDemo()
+    assert demo.sample.value == "square and circle"
+    image, shapes = sample_scenes()["three shapes"]
+
+    demo.upload.value = uploaded("mine.png", encode_image(image))
+
+    assert demo.sample.value == UPLOAD
+    assert demo.status.value == "mine.png uploaded: press Predict."
+    demo.button.click()
+    assert_finds(shapes, demo.result.detections)  # the upload's triangle, circle and square, not the sample's two
+
+
 def test_backend_mode_uses_the_backend_models_and_shows_errors(backend):
     demo = PredictDemo(backend.url)
     assert "shapes" in demo.model.options and demo.model.value == "shapes"
@@ -27,14 +55,7 @@ def test_backend_mode_uses_the_backend_models_and_shows_errors(backend):
     demo.sample.value = UPLOAD
     demo.button.click()
     assert demo.status.value == "Upload an image first, or pick a sample."
-    demo.upload.value = (
-        {
-            "name": "notes.txt",
-            "type": "text/plain",
-            "size": 5,
-            "content": memoryview(b"hello"),
-            "last_modified": datetime.now(UTC),
-        },
-    )
+    demo.upload.value = uploaded("notes.txt", b"hello", "text/plain")
+    assert demo.sample.value == UPLOAD
     demo.button.click()
     assert "InvalidImage: the data is not an image" in demo.status.value

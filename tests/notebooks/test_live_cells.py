@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -116,8 +117,11 @@ def compose_commands() -> list[list[str]]:
     ]
 
 
-def cloud_run_commands(config: deploy.DeployConfig, backend_url: str) -> list[list[str]]:
-    """The whole path of notebook 06, in order: the workshop's documented commands."""
+def cloud_run_commands(config: deploy.DeployConfig, backend_url: str, request_id: str) -> list[list[str]]:
+    """The whole path of notebook 06, in order: the workshop's documented commands.
+
+    ``request_id``: the id the deployed backend answered to the notebook's prediction, whose entries it reads.
+    """
     return [
         GET_PROJECT,
         *deploy.enable_apis_commands(config),
@@ -127,6 +131,9 @@ def cloud_run_commands(config: deploy.DeployConfig, backend_url: str) -> list[li
         deploy.deploy_backend_command(config),
         deploy.backend_url_command(config),
         deploy.deploy_frontend_command(config, backend_url),
+        deploy.service_logs_command(config, limit=20),
+        deploy.service_logs_command(config, severity="WARNING", limit=20),
+        deploy.logging_read_command(config, deploy.trace_filter(config, request_id)),
         *deploy.cleanup_commands(config),
     ]
 
@@ -142,8 +149,10 @@ def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_ga
     monkeypatch.setenv("FAKE_SERVICE_URL", deployed_backend.url)
     notebook = run_live_switch("06_cloud_run", tmp_path, live=True)
     config = deploy.DeployConfig(project=FAKE_PROJECT)
-    assert recorded(fake_tools) == cloud_run_commands(config, deployed_backend.url)
     output = printed(notebook)
+    request_id = output.split("request id: ", 1)[1].split()[0]  # the deployed backend's answer
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id) and "the same in the answer: True" in output
+    assert recorded(fake_tools) == cloud_run_commands(config, deployed_backend.url, request_id)
     assert f"checking {deployed_backend.url}" in output and "all checks passed" in output
     assert "stand-in" not in output.split("calling ", 1)[1].splitlines()[0]
 

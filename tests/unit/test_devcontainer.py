@@ -80,6 +80,15 @@ def test_its_commands_exist_in_the_repository(config):
                 assert (ROOT / argv[0]).is_file(), part
 
 
+def test_its_commands_are_safe_to_run_again(config):
+    """ "Rebuild Container" runs them again on the learner's files: they must keep the learner's notebooks."""
+    command = config["postCreateCommand"]
+    assert "make student" in command
+    assert "FORCE" not in command and "RESET" not in command and "--force" not in command
+    # make student keeps existing copies (tests/notebooks/test_student_copies.py); make install is a stamp file.
+    assert re.search(r"^install: \$\(STAMP\)$", MAKEFILE, re.M)
+
+
 def test_it_installs_the_cpu_only_torch(config):
     assert f"make install TORCH_INDEX={CPU_TORCH}" in config["postCreateCommand"]
     # ... and the Makefile really installs torch from that index.

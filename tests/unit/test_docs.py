@@ -201,6 +201,10 @@ def test_cloud_run_commands_are_the_ones_deploy_py_builds():
         *deploy.build_push_commands(config),
         deploy.deploy_backend_command(config),
         deploy.deploy_frontend_command(config, "${BACKEND_URL}"),
+        deploy.service_logs_command(config),
+        deploy.service_logs_command(config, severity="WARNING"),
+        deploy.logging_read_command(config, deploy.trace_filter(config, "${REQUEST_ID}")),
+        deploy.service_logs_command(config, severity="ERROR", limit=20),  # step 7: after the load test
         *deploy.cleanup_commands(config),
     ]
     assert [shlex.join(c) for c in expected if as_shown(c) not in lines and tuple(c) not in lines] == []

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import ROOT, executable, free_port
-from yolo_service.workshop.processes import LocalServer
+from yolo_service.workshop.processes import LocalServer, running_servers, stop_all
 
 
 def gone(pid: int) -> bool:
@@ -82,3 +82,61 @@ def test_up_runs_the_api_and_the_ui_and_ctrl_c_stops_both():
     for url in urls:
         with pytest.raises(httpx.ConnectError):
             httpx.get(url, timeout=2)
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def sleeper(tmp_path, name: str | None = None) -> LocalServer:
+    """A stand-in server that needs no port: a process that sleeps (started with ``wait=False``)."""
+    return LocalServer(SLEEPER, wait=False, name=name, log_path=tmp_path / f"{name}-{free_port()}.log")
+
+
+def test_starting_a_named_server_stops_the_one_started_before_under_that_name(tmp_path):
+    first, second, other = sleeper(tmp_path, "backend"), sleeper(tmp_path, "backend"), sleeper(tmp_path, "ui")
+    try:
+        first.start(), other.start()
+        second.start()  # a re-run notebook cell: a new LocalServer, the same role
+
+        assert first.proc.returncode == -signal.SIGTERM and gone(first.pid)
+        assert second.running and other.running
+        assert running_servers() == [other, second]
+        first.start()  # and back: the second one is stopped in turn
+        assert not second.running and running_servers() == [other, first]
+    finally:
+        stop_all()
+    assert running_servers() == [] and not first.running and not other.running
+
+
+def test_starting_a_server_again_stops_its_own_process_first(tmp_path):
+    server = sleeper(tmp_path)
+    try:
+        old = server.start().pid
+        new = server.start().pid
+        assert new != old and gone(old) and server.running
+        assert running_servers() == [server]
+    finally:
+        server.stop()
+    assert running_servers() == []
+
+
+def test_servers_without_a_name_run_side_by_side(tmp_path):
+    servers = [sleeper(tmp_path).start() for _ in range(2)]
+    try:
+        assert all(server.running for server in servers) and running_servers() == servers
+    finally:
+        stop_all()
+    assert all(server.proc.returncode == -signal.SIGTERM for server in servers)
+
+
+def test_the_servers_a_process_started_stop_when_it_exits(tmp_path):
+    """What a kernel does when it shuts down or restarts: its Python exits, atexit stops the servers."""
+    script = (
+        "import sys\n"
+        "from yolo_service.workshop.processes import LocalServer\n"
+        f"server = LocalServer({SLEEPER!r}, wait=False, name='backend').start()\n"
+        "print(server.pid, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert gone(int(done.stdout))

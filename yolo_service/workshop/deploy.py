@@ -8,7 +8,9 @@ did not run. Nothing here runs at import, and nothing imports torch.
 The Cloud Run flags follow the container contract: the port is the image's ``PORT``; a startup
 probe on ``/ready`` holds traffic until the model is loaded; a liveness probe on ``/health``
 restarts a wedged instance; ``--concurrency`` never exceeds what the server admits
-(``Settings.max_queue``), so a burst starts new instances instead of getting 503s.
+(``Settings.max_queue``), so a burst starts new instances instead of getting 503s. Both services
+get ``GOOGLE_CLOUD_PROJECT``: with it, their JSON log entries name the request's trace, and Cloud
+Logging groups them with Cloud Run's request log (:func:`trace_filter` finds one request's).
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ __all__ = [
     "dockerfile_cmd",
     "enable_apis_commands",
     "gcloud_project",
+    "logging_read_command",
     "run",
+    "service_logs_command",
+    "trace_filter",
 ]
 
 #: The ``PORT`` each image sets (backend/Dockerfile, frontend/Dockerfile; a test checks they agree).
@@ -203,7 +208,7 @@ def deploy_backend_command(config: DeployConfig, settings: Settings | None = Non
         f"--memory={BACKEND_MEMORY[config.backend_target]}",
         f"--cpu={BACKEND_CPU}",
         f"--concurrency={concurrency}",
-        f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency}",
+        f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency},GOOGLE_CLOUD_PROJECT={config.project}",
         f"--max-instances={config.max_instances}",
         "--timeout=60",  # seconds per request: a prediction takes well under one
         "--cpu-boost",  # more CPU while the model loads
@@ -232,7 +237,7 @@ def deploy_frontend_command(config: DeployConfig, backend_url: str) -> list[str]
         f"--port={FRONTEND_PORT}",
         f"--memory={FRONTEND_MEMORY}",
         f"--cpu={FRONTEND_CPU}",
-        f"--set-env-vars=BACKEND_URL={backend_url}",
+        f"--set-env-vars=BACKEND_URL={backend_url},GOOGLE_CLOUD_PROJECT={config.project}",
         "--session-affinity",
         "--timeout=3600",
         "--max-instances=1",
@@ -250,6 +255,30 @@ def backend_url_command(config: DeployConfig) -> list[str]:
         *_scope(config),
         "--format=value(status.url)",
     ]
+
+
+def service_logs_command(
+    config: DeployConfig, service: str | None = None, *, severity: str | None = None, limit: int = 50
+) -> list[str]:
+    """A service's latest log entries, newest first: Cloud Run's request log and the container's lines.
+
+    ``severity`` (e.g. ``WARNING``): only the entries that bad or worse (the API's are JSON with a
+    ``severity``: a 4xx is WARNING, a 5xx and a traceback ERROR).
+    """
+    command = ["gcloud", "run", "services", "logs", "read", service or config.backend_service, *_scope(config)]
+    if severity:
+        command.append(f"--log-filter=severity>={severity}")
+    return [*command, f"--limit={limit}"]
+
+
+def trace_filter(config: DeployConfig, request_id: str) -> str:
+    """The Cloud Logging query for one request's entries, in every service: the trace the API names in them."""
+    return f'trace="projects/{config.project}/traces/{request_id}"'
+
+
+def logging_read_command(config: DeployConfig, log_filter: str, *, limit: int = 20) -> list[str]:
+    """The project's log entries that match a Cloud Logging query (e.g. :func:`trace_filter`), newest first."""
+    return ["gcloud", "logging", "read", log_filter, f"--project={config.project}", f"--limit={limit}"]
 
 
 def cleanup_commands(config: DeployConfig) -> list[list[str]]:

@@ -3,10 +3,17 @@
 ``LocalServer`` starts a command on a free loopback port, waits until a path answers
 200, and stops the process (SIGTERM, then kill) on exit, so a notebook cell or a test
 never leaves a server behind, even when the server never becomes ready.
+
+A notebook is not a ``with`` block: a learner re-runs a cell, or runs all cells twice after a
+checkpoint stopped the first run before the clean-up cell. So a server given a ``name`` is the only
+one of that name in this process: starting it stops the one started before under the same name.
+Every server still running when this Python exits is stopped by an ``atexit`` handler (a script, a
+test session; a Jupyter kernel that shuts down or restarts also stops its child processes itself).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -20,7 +27,7 @@ from typing import BinaryIO
 
 import httpx
 
-__all__ = ["TORCH_MODULES", "LocalServer", "executable", "free_port", "import_blocker"]
+__all__ = ["TORCH_MODULES", "LocalServer", "executable", "free_port", "import_blocker", "running_servers", "stop_all"]
 
 #: What a torch-free process must not import: torch, its vision package, Ultralytics, and OpenCV.
 TORCH_MODULES = ("torch", "torchvision", "ultralytics", "cv2")
@@ -42,6 +49,12 @@ def import_blocker(modules: tuple[str, ...] = TORCH_MODULES) -> str:
         sys.meta_path.insert(0, _Block())
         """
     )
+
+
+#: The servers this process started and has not stopped yet, oldest first.
+_STARTED: list[LocalServer] = []
+#: The named ones among them: one server per name.
+_NAMED: dict[str, LocalServer] = {}
 
 
 def free_port() -> int:
@@ -71,6 +84,8 @@ class LocalServer:
         wait: wait for ``ready_path`` in :meth:`start`.
         cwd: the working directory of the process.
         show_output: let the process write to this terminal instead of the log (``yolo-service up``).
+        name: the server's role in this process (``"backend"``, ``"ui"``): starting it stops the server
+            started before under the same name, so a re-run notebook cell replaces its server.
     """
 
     def __init__(
@@ -84,6 +99,7 @@ class LocalServer:
         wait: bool = True,
         cwd: Path | None = None,
         show_output: bool = False,
+        name: str | None = None,
     ) -> None:
         self.port = port or free_port()
         argv = argv or ["yolo-service", "serve", "--host", "127.0.0.1"]
@@ -91,7 +107,7 @@ class LocalServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PORT": str(self.port), **(env or {})}
         self.ready_path, self.timeout, self.wait, self.cwd = ready_path, timeout, wait, cwd
-        self.show_output = show_output
+        self.show_output, self.name = show_output, name
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="yolo-service-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
@@ -101,7 +117,12 @@ class LocalServer:
 
         If it never becomes ready (it exits, or ``timeout`` passes), the process is
         stopped before the error is raised: a failed start leaves nothing running.
+        Starting stops first the process this server started before, and the server of the same ``name``.
         """
+        self.stop()
+        previous = _NAMED.get(self.name) if self.name else None
+        if previous is not None and previous is not self:
+            previous.stop()
         if self.show_output:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd)
         else:
@@ -110,6 +131,9 @@ class LocalServer:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.cwd
             )
+        _STARTED.append(self)
+        if self.name:
+            _NAMED[self.name] = self
         if self.wait:
             try:
                 self.wait_for(self.ready_path)
@@ -156,6 +180,10 @@ class LocalServer:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then kill; return the exit code."""
+        if self in _STARTED:
+            _STARTED.remove(self)
+        if self.name and _NAMED.get(self.name) is self:
+            del _NAMED[self.name]
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -178,3 +206,21 @@ class LocalServer:
     def __repr__(self) -> str:
         state = "not started" if self.proc is None else ("running" if self.running else "stopped")
         return f"LocalServer({self.url}, {state})"
+
+
+def running_servers() -> list[LocalServer]:
+    """The servers this process started and has not stopped, oldest first."""
+    return [server for server in _STARTED if server.running]
+
+
+def stop_all(timeout: float = 15.0) -> None:
+    """Stop every server this process started: all are sent SIGTERM first, so they stop side by side."""
+    servers = list(_STARTED)
+    for server in servers:
+        if server.running and server.proc is not None:
+            server.proc.terminate()
+    for server in servers:
+        server.stop(timeout)
+
+
+atexit.register(stop_all)  # a Python that exits takes its servers with it

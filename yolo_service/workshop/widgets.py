@@ -52,6 +52,7 @@ class PredictDemo(widgets.VBox):
         self.table = widgets.HTML()
         self.result: PredictResponse | None = None
         self.button.on_click(self.predict)
+        self.upload.observe(self._select_upload, names="value")
         where = f"backend {self.client.url}" if self.client else "this notebook's process"
         super().__init__(
             [
@@ -64,6 +65,13 @@ class PredictDemo(widgets.VBox):
                 self.table,
             ]
         )
+
+    def _select_upload(self, change: dict[str, object]) -> None:
+        """An upload selects itself: Predict then runs on the file just uploaded, not on the sample shown."""
+        if change["new"]:
+            self.sample.value = UPLOAD
+            name = self.upload.value[0]["name"]
+            self.status.value = f"{html.escape(name)} uploaded: press Predict."
 
     def _image_bytes(self) -> bytes | None:
         if self.sample.value != UPLOAD:
