@@ -63,7 +63,7 @@ MAX_NMS = 30000  # candidates kept for NMS, by confidence
 
 
 def letterbox(
-    image: Image.Image, size: tuple[int, int], stride: int | None = None
+    image: Image.Image, size: tuple[int, int], stride: int | None = None, pixels: bool = False
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize ``image`` into ``size`` (height, width) keeping its aspect, pad with grey, as Ultralytics does.
 
@@ -71,7 +71,8 @@ def letterbox(
     stride (Ultralytics' rectangular inference): a 640×480 photo becomes a 640×480 input, not a
     640×640 one with a quarter of grey, and the model does a quarter less work.
 
-    Returns the NCHW float32 tensor in 0..1, the scale, and the (left, top) padding.
+    Returns the NCHW float32 tensor in 0..1 (``pixels``: the NHWC uint8 pixels, for a runtime that
+    converts them inside the model, see :func:`compile_openvino`), the scale, and the (left, top) padding.
     """
     import numpy as np
     from PIL import Image
@@ -83,7 +84,13 @@ def letterbox(
         width, height = new_w + (width - new_w) % stride, new_h + (height - new_h) % stride
     left, top = round((width - new_w) / 2 - 0.1), round((height - new_h) / 2 - 0.1)
     resized = image if (new_w, new_h) == image.size else image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized.convert("RGB") if resized.mode != "RGB" else resized)  # height × width × 3, uint8
+    rgb = np.asarray(resized.convert("RGB") if resized.mode != "RGB" else resized)  # height × width × 3, uint8
+    if pixels:  # a quarter of the bytes, no arithmetic: an image that needs no padding is not even copied
+        if (new_w, new_h) == (width, height):
+            return rgb[None], gain, (left, top)
+        padded = np.full((1, height, width, 3), PAD_VALUE, dtype=np.uint8)
+        padded[0, top : top + new_h, left : left + new_w] = rgb
+        return padded, gain, (left, top)
     scale = np.float32(1 / 255)
     # One pass from the uint8 pixels into the padded float tensor (channels first): a third of the
     # time of building a padded image, converting it to floats, then transposing and scaling copies.
@@ -92,7 +99,7 @@ def letterbox(
     else:
         tensor = np.full((1, 3, height, width), np.float32(PAD_VALUE) * scale, dtype=np.float32)
     inside = tensor[0, :, top : top + new_h, left : left + new_w]
-    np.multiply(pixels.transpose(2, 0, 1), scale, out=inside, casting="unsafe")
+    np.multiply(rgb.transpose(2, 0, 1), scale, out=inside, casting="unsafe")
     return tensor, gain, (left, top)
 
 
@@ -237,6 +244,7 @@ class Compiled:
     dims: list[int]  # the input's NCHW dimensions, -1 where dynamic
     metadata: dict[str, str]  # Ultralytics' metadata: names, imgsz, stride, end2end
     precision: str  # what the runtime computes in: f32, bf16 …
+    pixels: bool = False  # it takes letterboxed uint8 NHWC pixels (see letterbox), not the float tensor
 
 
 #: A runtime: compiles a model's ONNX file for the settings' threads (and precision).
@@ -282,6 +290,7 @@ class ExportedDetector(DetectorBase):
                 "install the runtime extra: pip install 'yolo-service[runtime]'"
             ) from exc
         self._run = compiled.run
+        self.pixels = compiled.pixels
         self.precision = compiled.precision
         self.names: dict[int, str] = _names(compiled.metadata, spec)
         self.end_to_end = {"True": True, "False": False}.get(compiled.metadata.get("end2end", ""))
@@ -297,7 +306,7 @@ class ExportedDetector(DetectorBase):
 
     def infer(self, image: Image.Image, query: Query) -> Found:
         """Letterbox, run within the CPU budget, decode the head's output, undo the letterbox."""
-        tensor, gain, (left, top) = letterbox(image, self.input_size, self.stride)
+        tensor, gain, (left, top) = letterbox(image, self.input_size, self.stride, pixels=self.pixels)
         output = self._run(tensor)
         boxes, scores, found = decode_output(
             output,
@@ -322,6 +331,8 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
     model = core.read_model(str(path))
     info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
     metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
+    dims = [d.get_length() if d.is_static else -1 for d in model.input(0).get_partial_shape()]  # NCHW
+    model = _takes_pixels(model)
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": settings.threads}
     precision = settings.precision
     capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -337,8 +348,7 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
         core.set_property({"CACHE_DIR": str(cache)})
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
-    dims = [d.get_length() if d.is_static else -1 for d in compiled.input(0).get_partial_shape()]
-    warm_up = _blank(dims, metadata)
+    warm_up = _blank(dims, metadata, pixels=True)
 
     def latency(tensor: np.ndarray) -> np.ndarray:
         # share_inputs: OpenVINO reads the letterboxed tensor in place instead of copying its 5 MB first
@@ -346,8 +356,8 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
 
     def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
         streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
-        # From the file, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
-        parallel = core.compile_model(str(path), "CPU", {**config, **streams})
+        # Read again, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
+        parallel = core.compile_model(_takes_pixels(core.read_model(str(path))), "CPU", {**config, **streams})
         pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # OpenVINO infer requests
         for _ in range(settings.threads):
             pool.put(parallel.create_infer_request())
@@ -365,7 +375,24 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
     latency(warm_up)  # first, alone: the background compilation below would slow it down (and /ready)
     budget = CpuBudget(settings.threads, latency, throughput_factory)
     computed = "int8" if settings.precision == "int8" else compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-    return Compiled(budget, dims, metadata, computed)
+    return Compiled(budget, dims, metadata, computed, pixels=True)
+
+
+def _takes_pixels(model: Any) -> Any:
+    """``model`` with OpenVINO's preprocessing in front: uint8 NHWC pixels in, converted and scaled in the graph.
+
+    The conversion NumPy would do (a strided uint8 -> float32 pass over a 640×480×3 image, about
+    1 ms) happens inside the model instead, fused into its first layer, and the request path hands
+    over the decoded pixels as they are.
+    """
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    steps = PrePostProcessor(model)
+    steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    steps.input().model().set_layout(ov.Layout("NCHW"))
+    steps.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    return steps.build()
 
 
 def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
@@ -420,11 +447,13 @@ def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int
     return (height, width), stride
 
 
-def _blank(dims: list[int], metadata: dict[str, str]) -> np.ndarray:
-    """A grey input tensor of the model's (largest) input shape, to warm it up."""
+def _blank(dims: list[int], metadata: dict[str, str], pixels: bool = False) -> np.ndarray:
+    """A grey input of the model's (largest) input shape, to warm it up: the float tensor, or uint8 ``pixels``."""
     import numpy as np
 
     (height, width), _ = _geometry(dims, metadata)
+    if pixels:
+        return np.full((1, height, width, 3), PAD_VALUE, dtype=np.uint8)
     return np.full((1, 3, height, width), PAD_VALUE / 255, dtype=np.float32)
 
 

@@ -397,7 +397,7 @@ def _predict_vs_inprocess(url: str, jpeg: bytes, image: Image.Image, settings: S
     connection = _Connection(url, "/predict", jpeg, MODEL_640, 60)
     calls: dict[str, Callable[[], Any]] = {}
     if isinstance(detector, ExportedDetector):
-        tensor = letterbox(image, detector.input_size, detector.stride)[0]
+        tensor = letterbox(image, detector.input_size, detector.stride, pixels=detector.pixels)[0]
         calls["inference"] = functools.partial(detector._run, tensor)
     calls["inprocess"] = functools.partial(registry.predict_image, image, MODEL_640)
     calls["predict"] = connection.post
