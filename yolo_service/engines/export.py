@@ -90,6 +90,8 @@ def export_int8(onnx: Path, calibration: Iterable[Image.Image], out: Path | None
 
     from .exported import _geometry, letterbox
 
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # else a line per operation it leaves in float
+
     model = ov.Core().read_model(str(onnx))
     info = model.get_rt_info()
     metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
