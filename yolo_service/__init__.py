@@ -1,18 +1,17 @@
 """yolo-service: a YOLO detection library, API, UI and teaching kit.
 
 The public API is below. Importing it needs neither torch nor Ultralytics: the model
-code imports them on first use, so the frontend and the client stay light. ``Client`` (and
-with it httpx) is imported on first use too: a server that never calls out starts without it.
+code imports them on first use, so the frontend and the client stay light.
 """
 
 from importlib import metadata as _metadata
-from typing import TYPE_CHECKING
 
 try:
     __version__ = _metadata.version("yolo-service")
 except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
+from .client import Client
 from .config import Settings, get_settings
 from .drawing import color_for, draw_detections
 from .errors import (
@@ -34,9 +33,6 @@ from .models import COCO_MODELS, ModelCatalog, ModelRegistry, download, predict
 from .samples import sample_files, sample_photos
 from .schema import Detection, ImageInfo, ModelInfo, PredictOptions, PredictRequest, PredictResponse, box_iou
 from .shapes import SHAPE_CLASSES, Shape, draw_scene, random_scene, sample_scene, sample_scenes
-
-if TYPE_CHECKING:
-    from .client import Client
 
 __all__ = [
     "__version__",
@@ -82,12 +78,3 @@ __all__ = [
     "UnsupportedImageFormat",
     "YoloServiceError",
 ]
-
-
-def __getattr__(name: str) -> object:
-    """``ys.Client`` on first use (PEP 562): httpx loads only in a process that makes HTTP calls."""
-    if name == "Client":
-        from .client import Client
-
-        return Client
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,13 +85,13 @@ ENGINES: dict[EngineName, Engine] = {
         functools.partial(ExportedDetector, runtime=compile_openvino, engine="openvino"),
         functools.partial(exported_file, engine="openvino"),
         False,
-        ("openvino",),
+        ("openvino", "numpy"),
     ),
     "onnxruntime": Engine(
         functools.partial(ExportedDetector, runtime=compile_onnxruntime, engine="onnxruntime"),
         functools.partial(exported_file, engine="onnxruntime"),
         False,
-        ("onnxruntime",),
+        ("onnxruntime", "numpy"),
     ),
 }
 if tuple(ENGINES) != ENGINE_NAMES:  # the settings validate against one list, the registry serves another
@@ -175,7 +175,14 @@ def load_detector(spec: ModelSpec, settings: Settings) -> DetectorBase:
             logger.warning("model %s runs on PyTorch: its ONNX export to %s failed (%s)", spec.name, target, exc)
             engine = "ultralytics"
     if settings.engine == "auto" and engine == "ultralytics" and not ENGINES[engine].installed:
-        names = "/".join(p.name for p in spec.exported_files(settings.weights_dir, settings.precision == "int8"))
+        files = spec.exported_files(settings.weights_dir, settings.precision == "int8")
+        if any(p.is_file() for p in files):
+            raise ModelUnavailable(
+                f"cannot load model {spec.name!r}: no engine is installed here, neither OpenVINO nor ONNX Runtime "
+                "for its ONNX file, nor torch: install the runtime extra: pip install 'yolo-service[runtime]' "
+                "(or PyTorch's, pip install 'yolo-service[serve]')"
+            )
+        names = "/".join(p.name for p in files)
         raise ModelUnavailable(
             f"model {spec.name!r} has no exported file ({names}) and torch is not installed to serve or export it: "
             f"run `yolo-service export {spec.name}` where the serve extra is installed and copy the file here, "
