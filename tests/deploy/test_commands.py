@@ -196,6 +196,9 @@ def test_run_when_not_live_prints_the_exact_command_and_runs_nothing(capsys, tmp
     assert shlex.join(command) in out and "not run" in out and "LIVE" in out
     assert not marker.exists()
     assert deploy.run([command, ["false"]], live=False) is None and not marker.exists()
+    capsys.readouterr()
+    deploy.run(command, live=False, switch="CLEANUP")  # the clean-up's own switch names itself
+    assert "CLEANUP is off: set CLEANUP = True" in capsys.readouterr().out
 
 
 def test_run_when_live_runs_and_returns_the_exit_code(tmp_path, capsys):

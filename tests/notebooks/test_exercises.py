@@ -1,7 +1,7 @@
 """Every exercise is checked: the learners' copy fails at its checkpoint, the instructors' copy passes.
 
 The learners' copy is what ``make student`` writes (solutions replaced by ``...``). Run as handed
-out, each of its checkpoint cells must fail with the checkpoint's ``AssertionError`` and no other
+out, each of its checkpoint cells must fail with the checkpoint's ``NotYet`` (one line, no traceback) and no other
 cell may fail: the failure comes from the checkpoint, not from an unrelated cell. The instructors'
 copy (the committed notebook) must run with no error at all: nbval checks that in the README's test
 command, so this file runs it only when nbval does not run the notebooks in the same session. Both must
@@ -52,8 +52,11 @@ def test_learners_copy_fails_at_its_checkpoints_only(path, tmp_path):
     assert checkpoints, f"{path.name} has no checkpoint cell (a code cell starting with '# Checkpoint')"
     assert [i for i, _, _ in failed if i not in checkpoints] == [], summary(notebook, failed)
     assert sorted({i for i, _, _ in failed}) == checkpoints, "every checkpoint must fail as handed out"
-    # check() raises "Not yet: <hint>": the learner is told what to do, not shown a bare traceback.
-    assert {(name, message.startswith("Not yet")) for _, name, message in failed} == {("AssertionError", True)}
+    # check() raises NotYet, "Not yet: <hint>", one line that Jupyter shows without a traceback.
+    assert {(name, message.startswith("Not yet")) for _, name, message in failed} == {("NotYet", True)}
+    assert all("\n" not in message for _, _, message in failed)
+    shown = [o.traceback for i in checkpoints for o in notebook.cells[i].outputs if o.output_type == "error"]
+    assert shown and all(len(lines) == 1 for lines in shown), "Jupyter shows the hint's line, not the frames"
     assert all(PLACEHOLDER in cell.source for cell in notebook.cells if has_exercise_hint(cell))
     assert left_running(notebook) == [], "the notebook must stop the servers it starts"
     assert tagged_processes(tag) == [], "the notebook left a process running"

@@ -1,12 +1,13 @@
 """The notebooks' live cells, run against fake ``docker`` and ``gcloud`` that record their arguments.
 
-Notebooks 05 (compose), 06 (Cloud Run) and 07 (clean-up) build, push, deploy and delete only through
-``deploy.run(command, live=LIVE)``. Here the two tools are small scripts first on ``PATH`` that append
-their argv to a record file (the moto style of testing cloud calls): with ``LIVE = True`` the
-notebooks must issue exactly the commands that ``yolo_service.workshop.deploy`` builds, in order; with the
-switch off, neither tool may be called at all. No test touches the network: the fake ``gcloud``
-answers ``services describe`` with the URL of a local backend, so the "call the deployed URL" cells
-call 127.0.0.1.
+Notebooks 05 (compose) and 06 (Cloud Run) build, push and deploy only through
+``deploy.run(command, live=LIVE)``; notebook 07, the workshop's one clean-up, deletes only through
+``deploy.run(command, live=CLEANUP)``, a switch of its own. Here the two tools are small scripts first on
+``PATH`` that append their argv to a record file (the moto style of testing cloud calls): with a switch on,
+the notebooks must issue exactly the commands that ``yolo_service.workshop.deploy`` builds, in order, and a Run All
+with ``LIVE = True`` never deletes or stops what it deployed; with the switches off, neither tool may be
+called at all. No test touches the network: the fake ``gcloud`` answers ``services describe`` with the URL
+of a local backend, so the "call the deployed URL" cells call 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 from pathlib import Path
@@ -29,6 +31,8 @@ from yolo_service.workshop.processes import LocalServer
 pytestmark = [pytest.mark.slow]
 
 LIVE_OFF = "LIVE = False  # True: really run docker / gcloud"
+CLEANUP_OFF = "CLEANUP = False  # True: really delete the compose stack and what step 6 deployed"
+SWITCHES = {"05_compose": LIVE_OFF, "06_cloud_run": LIVE_OFF, "07_going_further": CLEANUP_OFF}
 FAKE_PROJECT = "fake-project"
 GET_PROJECT = ["gcloud", "config", "get-value", "project"]
 
@@ -85,10 +89,11 @@ def run_live_switch(name: str, tmp_path: Path, *, live: bool) -> nbformat.Notebo
     notebook must stop every process it started, and none may outlive the kernel or leave a file behind.
     """
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    switches = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip() == LIVE_OFF]
-    assert len(switches) == 1, f"{name}: exactly one visible switch cell `{LIVE_OFF}`"
+    off = SWITCHES[name]
+    switches = [cell for cell in notebook.cells if cell.cell_type == "code" and cell.source.strip() == off]
+    assert len(switches) == 1, f"{name}: exactly one visible switch cell `{off}`"
     if live:
-        switches[0].source = LIVE_OFF.replace("False", "True", 1)
+        switches[0].source = off.replace("False", "True", 1)
     copy, workdir = tmp_path / f"{name}.ipynb", tmp_path / "work"
     nbformat.write(notebook, copy)
     workdir.mkdir()
@@ -107,18 +112,17 @@ def printed(notebook: nbformat.NotebookNode) -> str:
 
 
 def compose_commands() -> list[list[str]]:
-    """What notebook 05 runs with Docker: up, ps, the check from inside the UI container, down."""
+    """What notebook 05 runs with Docker: up, ps, the check from inside the UI container; the stack stays up."""
     compose = ["docker", "compose", "-f", "docker-compose.yml"]
     return [
         deploy.compose_up_command(),
         [*compose, "ps"],
         [*compose, "exec", "-T", "frontend", "yolo-service", "check", "http://backend:8000"],
-        deploy.compose_down_command(),
     ]
 
 
 def cloud_run_commands(config: deploy.DeployConfig, backend_url: str, request_id: str) -> list[list[str]]:
-    """The whole path of notebook 06, in order: the workshop's documented commands.
+    """The whole path of notebook 06, in order: the workshop's documented commands; nothing is deleted.
 
     ``request_id``: the id the deployed backend answered to the notebook's prediction, whose entries it reads.
     """
@@ -134,13 +138,18 @@ def cloud_run_commands(config: deploy.DeployConfig, backend_url: str, request_id
         deploy.service_logs_command(config, limit=20),
         deploy.service_logs_command(config, severity="WARNING", limit=20),
         deploy.logging_read_command(config, deploy.trace_filter(config, request_id)),
-        *deploy.cleanup_commands(config),
     ]
 
 
+def deletes_or_stops(commands: list[list[str]]) -> list[list[str]]:
+    """The recorded commands that delete or stop something."""
+    return [c for c in commands if "delete" in c or "down" in c or "rm" in c]
+
+
 def test_compose_notebook_live_runs_exactly_the_documented_docker_commands(fake_tools, tmp_path):
-    run_live_switch("05_compose", tmp_path, live=True)
+    notebook = run_live_switch("05_compose", tmp_path, live=True)
     assert recorded(fake_tools) == compose_commands()
+    assert shlex.join(deploy.compose_down_command()) in printed(notebook)  # said, for when you are done
 
 
 def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_gave(
@@ -153,14 +162,24 @@ def test_cloud_run_notebook_live_runs_the_whole_path_and_calls_the_url_gcloud_ga
     request_id = output.split("request id: ", 1)[1].split()[0]  # the deployed backend's answer
     assert re.fullmatch(r"[0-9a-f]{32}", request_id) and "the same in the answer: True" in output
     assert recorded(fake_tools) == cloud_run_commands(config, deployed_backend.url, request_id)
+    assert deletes_or_stops(recorded(fake_tools)) == []  # LIVE = True leaves the deployment up, to be used
     assert f"checking {deployed_backend.url}" in output and "all checks passed" in output
     assert "stand-in" not in output.split("calling ", 1)[1].splitlines()[0]
 
 
-def test_going_further_notebook_live_cleans_up_everything(fake_tools, tmp_path):
-    run_live_switch("07_going_further", tmp_path, live=True)
+def test_going_further_notebook_with_cleanup_on_deletes_everything(fake_tools, tmp_path):
+    notebook = run_live_switch("07_going_further", tmp_path, live=True)
     config = deploy.DeployConfig(project=FAKE_PROJECT)
     assert recorded(fake_tools) == [GET_PROJECT, deploy.compose_down_command(), *deploy.cleanup_commands(config)]
+    assert f"gs://{FAKE_PROJECT}_cloudbuild" in printed(notebook)  # the bucket: said, not deleted
+
+
+def test_only_the_going_further_notebook_deletes_anything():
+    """One clean-up: no other notebook builds a delete or stop command into a cell."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        uses = ("cleanup_commands(" in code, "deploy.run(deploy.compose_down_command()" in code)
+        assert uses == ((True, True) if path.stem == "07_going_further" else (False, False)), path.name
 
 
 @pytest.mark.parametrize("name", ["05_compose", "06_cloud_run", "07_going_further"])

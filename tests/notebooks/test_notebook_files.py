@@ -36,3 +36,18 @@ def test_each_notebook_opens_with_its_page_and_has_an_exercise_and_a_checkpoint(
     assert any("# Your turn" in c.source for c in cells if has_exercise(c)), "an exercise with a '# Your turn' hint"
     exercise = next(i for i, c in enumerate(cells) if has_exercise(c))
     assert any(is_checkpoint(c) for c in cells[exercise:]), "a checkpoint after the exercise"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_checkpoint_sits_right_after_its_exercise(path):
+    """Every exercise is checked before the next one starts, at most a few code cells later (run it, call it)."""
+    cells = nbformat.read(path, as_version=4).cells
+    code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
+    exercises = [i for i in code if has_exercise(cells[i])]
+    for exercise in exercises:
+        after = [i for i in code if i > exercise]
+        checkpoint = next((i for i in after if is_checkpoint(cells[i])), None)
+        assert checkpoint is not None, f"cell {exercise}: no checkpoint after it"
+        between = [i for i in after if i < checkpoint]
+        assert not any(has_exercise(cells[i]) for i in between), f"cell {exercise}: another exercise before its check"
+        assert len(between) <= 3, f"cell {exercise}: its checkpoint comes {len(between)} code cells later"

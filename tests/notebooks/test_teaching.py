@@ -11,7 +11,14 @@ import pytest
 
 from tests.helpers import ROOT
 from yolo_service import api
-from yolo_service.workshop.teaching import PLACEHOLDER, check, source_of, strip_solutions, write_student_notebook
+from yolo_service.workshop.teaching import (
+    PLACEHOLDER,
+    NotYet,
+    check,
+    source_of,
+    strip_solutions,
+    write_student_notebook,
+)
 
 
 def test_source_of_a_nested_route_is_the_file_s_own_lines():
@@ -54,13 +61,44 @@ def test_show_source_prints_plain_text_outside_jupyter(capsys):
     assert out.startswith("# frontend/app.py, lines ") and 'os.environ.get("BACKEND_URL"' in out
 
 
-def test_check_passes_or_fails_with_the_hint(capsys):
+def test_check_passes_or_fails_with_the_hint_in_one_line(capsys):
     check(1 + 1 == 2, "right", "unused")
     assert capsys.readouterr().out == "✅ right\n"
-    with pytest.raises(AssertionError, match=r"^Not yet: set body"):
-        check(False, "right", "set body")
-    with pytest.raises(AssertionError, match=r"Not yet: set body\n  \(NameError: name 'body' is not defined\)"):
-        check(lambda: body["model"] == "shapes", "right", "set body")  # noqa: F821
+    with pytest.raises(NotYet, match=r"^Not yet: set body$"):
+        check(False, "body is set", "set body")
+    with pytest.raises(AssertionError, match=r"^Not yet \(`body` does not exist yet\): set body$"):
+        check(lambda: body["model"] == "shapes", "body has a model", "set body")  # noqa: F821
+
+
+def test_check_grades_its_hints_a_nudge_first_then_the_pointer():
+    hints = ("look at the port", "see https://docs.python.org/3/library/socket.html")
+    messages = []
+    for _ in range(3):
+        with pytest.raises(NotYet) as failed:
+            check(False, "the port is free", hints)
+        messages.append(str(failed.value))
+    assert messages == [
+        "Not yet: look at the port (stuck? run this cell again for a pointer)",
+        "Not yet: see https://docs.python.org/3/library/socket.html",
+        "Not yet: see https://docs.python.org/3/library/socket.html",
+    ]
+
+
+def test_a_failed_part_shows_one_line_without_a_traceback():
+    from pydantic import BaseModel
+
+    class Body(BaseModel):
+        image: str
+
+    with pytest.raises(NotYet) as failed:
+        check(lambda: Body.model_validate({"model": "shapes"}), "the schema accepts it", "add the image")
+    assert str(failed.value) == "Not yet (image: Field required): add the image"
+    with pytest.raises(NotYet) as failed:
+        check(lambda: 1 / 0, "it divides", "divide by something else")
+    assert str(failed.value) == "Not yet (ZeroDivisionError: division by zero): divide by something else"
+    # IPython prints _render_traceback_() instead of the frames: one red line.
+    assert [line.count("\n") for line in failed.value._render_traceback_()] == [0]
+    assert "division by zero" in failed.value._render_traceback_()[0]
 
 
 def test_strip_solutions_keeps_hints_indentation_and_valid_python():

@@ -57,21 +57,58 @@ def tracked_files() -> set[str]:
     return set(listing.splitlines())
 
 
+def resolves(path, target: str) -> bool:
+    """A relative link's target exists; a learner's ``student/NN.ipynb`` is made from ``notebooks/NN.ipynb``."""
+    resolved = (path.parent / target).resolve()
+    if resolved.parent == ROOT / "student" and resolved.suffix == ".ipynb":
+        return (ROOT / "notebooks" / resolved.name).is_file()
+    return resolved.exists()
+
+
 @pytest.mark.parametrize("path", DOCS + NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(path):
     targets = [t for t in LINK.findall(markdown_of(path)) if not t.startswith(("http://", "https://"))]
-    assert [t for t in targets if not (path.parent / t).exists()] == []
+    assert [t for t in targets if not resolves(path, t)] == []
 
 
-def test_the_site_builds_strictly_with_every_page_in_the_navigation(tmp_path):
-    """``mkdocs build --strict``: a broken link, an unknown anchor or a page outside the nav fails it."""
-    result = build_site(ROOT, "--site-dir", str(tmp_path / "site"))
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The workshop built with ``mkdocs build --strict`` (a broken link, anchor or page outside the nav fails it)."""
+    site = tmp_path_factory.mktemp("site")
+    result = build_site(ROOT, "--site-dir", str(site))
     assert result.returncode == 0, result.stderr
-    site = tmp_path / "site"
-    for step in STEPS:  # each page, and the notebook it links, published with the site
-        assert f'href="../repo/notebooks/{step}.ipynb"' in (site / step / "index.html").read_text()
-        assert (site / "repo" / "notebooks" / f"{step}.ipynb").is_file()
     assert not (ROOT / "site").exists()
+    return site
+
+
+def test_the_site_links_the_learners_copies_never_the_solutions(site):
+    import nbformat
+
+    from yolo_service.workshop.teaching import BEGIN_SOLUTION, PLACEHOLDER
+
+    for step in STEPS:  # each page links the learners' copy, published with the site
+        assert f'href="../student/{step}.ipynb"' in (site / step / "index.html").read_text()
+        copy = nbformat.read(site / "student" / f"{step}.ipynb", as_version=4)
+        code = "\n".join(c.source for c in copy.cells if c.cell_type == "code")
+        assert PLACEHOLDER in code and BEGIN_SOLUTION not in code
+    pages = {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob("*.html")}
+    to_solutions = {page for page, html in pages.items() if re.search(r'href="[^"]*notebooks/[^"]*\.ipynb"', html)}
+    assert to_solutions == set()
+    assert not (site / "repo" / "notebooks").exists()
+
+
+def test_long_commands_scroll_and_flags_never_break_mid_word(site):
+    css = (ROOT / "workshop" / "stylesheets" / "extra.css").read_text()
+    assert re.search(r"pre > code \{[^}]*white-space: pre;[^}]*overflow-x: auto;", css)
+    assert re.search(r"code \.nowrap \{[^}]*white-space: nowrap;", css)
+    html = (site / "06_cloud_run" / "index.html").read_text()
+    assert '<code class="nowrap">--allow-unauthenticated</code>' in html
+    assert "<code>--allow-unauthenticated</code>" not in html
+    # Inline code with spaces breaks between its words only, and its text (what a copy gives) is unchanged.
+    words = ("gcloud", "auth", "configure-docker")
+    spaced = "<code>" + " ".join(f'<span class="nowrap">{word}</span>' for word in words) + "</code>"
+    assert spaced in html
+    assert "extra.css" in html
 
 
 def build_site(project, *args) -> subprocess.CompletedProcess:
@@ -113,11 +150,20 @@ def test_navigation_is_the_steps_in_order():
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_every_step_links_its_notebook_and_has_a_checkpoint(step):
+def test_every_step_links_its_learners_notebook_and_has_a_checkpoint(step):
     page = (ROOT / "workshop" / f"{step}.md").read_text()
-    assert f"](../notebooks/{step}.ipynb)" in page
-    assert f"](../notebooks/{step}.ipynb)" in (ROOT / "workshop" / "README.md").read_text()
+    assert f"](../student/{step}.ipynb)" in page and "make student" in page
+    assert f"](../student/{step}.ipynb)" in (ROOT / "workshop" / "README.md").read_text()
     assert '!!! success "Checkpoint"' in page
+
+
+def test_each_step_has_one_title_in_the_navigation_its_page_and_its_notebook():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    nav = {page: title for entry in config["nav"] for title, page in entry.items()}
+    for step in STEPS:
+        page = (ROOT / "workshop" / f"{step}.md").read_text().splitlines()[0]
+        notebook = json.loads((ROOT / "notebooks" / f"{step}.ipynb").read_text())["cells"][0]
+        assert (page, "".join(notebook["source"]).splitlines()[0]) == (f"# {nav[step + '.md']}",) * 2
 
 
 def test_every_notebook_is_a_step():
@@ -212,3 +258,158 @@ def test_cloud_run_commands_are_the_ones_deploy_py_builds():
     assert f"export REPO={config.repository_path}" in page
     flags = {arg.split("=")[0] for arg in deploy.deploy_backend_command(config) if arg.startswith("--")}
     assert [f for f in sorted(flags) if f"| `{f}" not in page] == []  # every backend flag is explained
+
+
+# The shapes of JSON the text quotes: `{"image": "<base64>", "model": "shapes"}`, `{"model", "detections": [...]}`.
+SHAPE = re.compile(r"`(\{[^`]*\})`")
+
+
+def split_items(body: str) -> list[str]:
+    """``body``'s items, split at the commas outside brackets and quotes."""
+    items, depth, quoted, start = [], 0, False, 0
+    for index, char in enumerate(body):
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "{[":
+            depth += 1
+        elif not quoted and char in "}]":
+            depth -= 1
+        elif not quoted and char == "," and depth == 0:
+            items.append(body[start:index])
+            start = index + 1
+    return [item.strip() for item in [*items, body[start:]] if item.strip()]
+
+
+def parse_shape(text: str) -> dict:
+    """The keys of a quoted JSON shape, nested shapes parsed: ``{"a", "b": [{"c"}], "d": 1}``.
+
+    A key alone (``"a"``) or with any value; ``…`` or ``...`` items are the writer's "and the rest" inside a
+    list, and are skipped; ``[...]`` as a value says nothing about its items.
+    """
+    text = text.strip()
+    assert text.startswith("{") and text.endswith("}"), text
+    shape: dict = {}
+    for item in split_items(text[1:-1]):
+        if item in ("…", "..."):
+            continue
+        match = re.fullmatch(r'"(\w+)"\s*(?::\s*(.*))?', item, re.S)
+        assert match, f"not a key: {item!r} in {text}"
+        key, value = match[1], (match[2] or "").strip()
+        if value.startswith("{"):
+            shape[key] = parse_shape(value)
+        elif value.startswith("[{"):
+            shape[key] = [parse_shape(split_items(value[1:-1])[0])]
+        else:
+            shape[key] = value
+    return shape
+
+
+def schema_of(shape: dict):
+    """Which class of ``yolo_service.schema`` a quoted shape shows, and whether it is a request."""
+    from yolo_service import schema
+
+    if "detections" in shape:
+        return schema.PredictResponse, False
+    if "x_min" in shape:
+        return schema.Detection, False
+    if "detail" in shape:
+        return schema.ErrorResponse, False
+    if shape.get("status") == '"ready"':
+        return schema.ReadyResponse, False
+    if shape.get("status") == '"ok"':
+        return schema.HealthResponse, False
+    if isinstance(shape.get("image"), str):
+        return schema.PredictRequest, True
+    raise AssertionError(f"a JSON shape that is none of the API's: {shape}")
+
+
+def shape_problems(shape: dict, model, request: bool) -> list[str]:
+    """What the quoted shape gets wrong about ``model``: unknown fields, and fields it leaves out.
+
+    A request may leave out optional fields; a response must show every field the API always sends
+    (all but the ``None``-by-default ones, such as ``annotated_image``).
+    """
+    from pydantic import BaseModel
+
+    fields = model.model_fields
+    problems = [f"{model.__name__} has no field {key!r}" for key in shape if key not in fields]
+    always = {n for n, f in fields.items() if f.is_required() or (not request and f.default is not None)}
+    problems += [f"{model.__name__}.{name} is left out" for name in sorted(always - set(shape))]
+    for key, value in shape.items():
+        annotation = getattr(fields.get(key), "annotation", None)
+        if isinstance(value, list):  # list[Detection]
+            annotation = annotation.__args__[0]
+            value = value[0]
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            problems += shape_problems(value, annotation, request)
+    return problems
+
+
+def test_shape_parser_reads_the_notations_the_text_uses():
+    assert parse_shape('{"model", "detections": [{"x_min", …}, …], "time": 0.05}') == {
+        "model": "",
+        "detections": [{"x_min": ""}],
+        "time": "0.05",
+    }
+    assert parse_shape('{"image": "<base64>", "model": "shapes"}') == {"image": '"<base64>"', "model": '"shapes"'}
+    from yolo_service import schema
+
+    bad = parse_shape('{"model": …, "detections": [{"x_min", "y_min", "x_max", "y_max", "class_name"}], "time": 1}')
+    assert shape_problems(bad, schema.PredictResponse, request=False) == [
+        "PredictResponse.image is left out",
+        "Detection.class_id is left out",
+        "Detection.confidence is left out",
+    ]
+
+
+@pytest.mark.parametrize("path", DOCS + NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_json_shape_in_the_text_matches_the_schema(path):
+    """Each request or response the text quotes has exactly the fields of ``yolo_service/schema.py``."""
+    problems = []
+    for text in SHAPE.findall(markdown_of(path)):
+        shape = parse_shape(text)
+        model, request = schema_of(shape)
+        problems += [f"{text}: {problem}" for problem in shape_problems(shape, model, request)]
+    assert problems == []
+
+
+def test_the_text_quotes_the_predict_contract_somewhere():
+    quoted = [parse_shape(t) for path in DOCS + NOTEBOOKS for t in SHAPE.findall(markdown_of(path))]
+    assert {schema_of(shape)[0].__name__ for shape in quoted} >= {"PredictRequest", "PredictResponse", "Detection"}
+
+
+def test_the_size_of_the_app_learners_write_is_what_the_text_says():
+    """Step 3's "about N lines" (page and notebook) is the size of the myapp.py the notebook writes."""
+    notebook = json.loads((ROOT / "notebooks" / "03_backend.ipynb").read_text())
+    app = next("".join(c["source"]) for c in notebook["cells"] if "".join(c["source"]).startswith("%%writefile"))
+    written = [line for line in app.splitlines()[1:] if "### " not in line]  # the markers are not in the file
+    claims = [
+        int(n)
+        for path in (ROOT / "workshop" / "03_backend.md", ROOT / "notebooks" / "03_backend.ipynb")
+        for n in re.findall(r"about (\d+) lines", markdown_of(path))
+    ]
+    assert len(claims) >= 2 and all(abs(n - len(written)) <= 3 for n in claims), (claims, len(written))
+
+
+def test_the_instructors_timings_list_every_notebook_with_its_reading_estimate():
+    """The reading column is what scripts/measure_notebooks.py computes (the execution column is measured)."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("measure_notebooks", ROOT / "scripts" / "measure_notebooks.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    page = (ROOT / "workshop" / "instructors.md").read_text()
+    rows = dict(re.findall(r"^\| `(\d\d_\w+)\.ipynb` \| \d+ s \| (\d+) min \|$", page, re.M))
+    assert sorted(rows) == STEPS
+    for step, minutes in rows.items():
+        assert int(minutes) == measure.reading_minutes(nbformat.read(ROOT / "notebooks" / f"{step}.ipynb", 4)), step
+
+
+@pytest.mark.parametrize("path", [*WORKSHOP, *NOTEBOOKS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_text_refers_only_to_what_the_learner_has(path):
+    """No "original workshop", "previous session", Colab notebook or test script the learner never had."""
+    text = markdown_of(path) if path.suffix == ".md" else json.dumps(json.loads(path.read_text())["cells"])
+    gone = r"original (workshop|colab|notebook)|previous sessions?|\bcolab\b|test_webapp|workshop's test script"
+    assert re.findall(gone, text, re.I) == []

@@ -5,7 +5,8 @@
 - :mod:`.processes`: run the API or the UI as a background process on a free loopback port;
 - :mod:`.deploy`: every docker, compose and gcloud command of the deployment steps;
 - :mod:`.training`: regenerate the shapes data and retrain the bundled model;
-- :mod:`.bench`: speed and memory figures of the engines and the server (``yolo-service bench``).
+- :mod:`.bench`: speed and memory figures of the engines and the server (``yolo-service bench``);
+- :mod:`.costs`: what the class costs on Google Cloud, from a measured CPU time and the published prices.
 
 They sit on top of the library: they import the core, the catalog and the engines, and the core
 (settings, schema, images, client …), the engines and the API never import them, so nothing

@@ -314,10 +314,11 @@ def compose_down_command(compose_file: str | Path = "docker-compose.yml") -> lis
     return ["docker", "compose", "-f", str(compose_file), "down"]
 
 
-def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool) -> int | None:
+def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch: str = "LIVE") -> int | None:
     """Run ``command`` when ``live``; otherwise print the exact shell command and why it did not run.
 
-    A list of commands runs in order and stops at the first that fails.
+    A list of commands runs in order and stops at the first that fails. ``switch`` is the name of the
+    notebook's switch that ``live`` comes from (``LIVE``, or ``CLEANUP`` for the clean-up), for the message.
 
     Returns:
         The exit code (of the last command run), or None when nothing ran.
@@ -330,7 +331,7 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool) -> int 
     for argv in commands:
         text = shlex.join(argv)
         if not live:
-            print(f"not run (live is off: set LIVE = True to run it):\n  {text}")
+            print(f"not run ({switch} is off: set {switch} = True to run it):\n  {text}")
             continue
         print(f"$ {text}", flush=True)
         code = subprocess.run(argv).returncode

@@ -2,8 +2,10 @@
 
 - :func:`show_source` displays a file of the kit, or one function, class or section of it, read from
   the source at the moment the cell runs: never a copy that can drift from the code.
-- :func:`check` is what a checkpoint cell calls: it prints a success message, or raises an
-  ``AssertionError`` that tells the learner what to try.
+- :func:`check` is what a checkpoint cell calls, once per part of the exercise: it prints a success
+  message, or raises :class:`NotYet`, one line that names the part and gives a hint, graded: the first
+  failure of a part gets a nudge, the next ones a pointer to the documentation or the kit's code (never
+  the answer). Jupyter shows that line alone, without a traceback.
 - :func:`strip_solutions` and :func:`write_student_notebook` make the learners' copies
   (``make student``): every block between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` in a code
   cell becomes one line ``...  # your code here`` at the block's indentation; the hint comments
@@ -19,15 +21,17 @@ import ast
 import inspect
 import re
 import textwrap
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "BEGIN_SOLUTION",
     "END_SOLUTION",
     "PLACEHOLDER",
+    "NotYet",
     "ROOT",
     "Snippet",
     "check",
@@ -184,21 +188,64 @@ def show_source(
     display(Markdown(f"`{snippet.label}`"), Code(snippet.text, language=snippet.language))
 
 
-def check(condition: bool | Callable[[], Any], success: str, hint: str) -> None:
-    """A checkpoint: print ``success`` when ``condition`` holds, else fail with ``hint``.
+class NotYet(AssertionError):
+    """A checkpoint's part is not done yet: one line that says which, and what to try.
 
-    ``condition`` may be a function (``lambda: ...``): an exception it raises (a ``NameError`` for a
-    variable the exercise did not define yet, a validation error …) fails the checkpoint with the
-    hint and the error, instead of a traceback that says nothing about the exercise.
+    IPython shows an exception's ``_render_traceback_()`` instead of its traceback: the learner reads
+    the line, not the frames of the helper that raised it.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\033[31m❌ {self}\033[0m"]
+
+
+_failures: Counter[str] = Counter()  # failures of each part so far, in this kernel: the grade of its next hint
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception as one short line: pydantic's first error, else the last line of the message."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"{'.'.join(str(part) for part in first['loc']) or 'the body'}: {first['msg']}"
+        except Exception:  # not pydantic's errors(): fall back on the message
+            pass
+    if isinstance(exc, NameError) and getattr(exc, "name", None):
+        return f"`{exc.name}` does not exist yet"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+    return text if len(text) <= 160 else text[:157] + "…"
+
+
+def check(condition: bool | Callable[[], Any], success: str, hint: str | Sequence[str]) -> None:
+    """One part of a checkpoint: print ``✅ success`` when ``condition`` holds, else raise :class:`NotYet`.
+
+    Args:
+        condition: the test, or a function that computes it (``lambda: ...``): an exception it raises
+            (a ``NameError`` for a variable the exercise did not define yet, a validation error …)
+            fails the part, with a one-line summary of it before the hint, instead of a traceback.
+        success: what the learner got right, printed when it holds; it also names the part.
+        hint: what to try, or hints from the gentlest to the most precise: the first failure of this
+            part shows the first, each further failure the next (the last one stays).
     """
     if callable(condition):
         try:
             condition = condition()
         except Exception as exc:  # any failure of the learner's code means "not yet"
-            raise AssertionError(f"Not yet: {hint}\n  ({type(exc).__name__}: {exc})") from None
+            _fail(success, hint, f" ({_one_line(exc)})")
     if not condition:
-        raise AssertionError(f"Not yet: {hint}")
+        _fail(success, hint, "")
     print(f"✅ {success}")
+
+
+def _fail(part: str, hint: str | Sequence[str], detail: str) -> NoReturn:
+    """Raise the hint this part has earned: the next one on each failure, then the last one again."""
+    hints = [hint] if isinstance(hint, str) else list(hint)
+    grade = min(_failures[part], len(hints) - 1)
+    _failures[part] += 1
+    more = " (stuck? run this cell again for a pointer)" if grade + 1 < len(hints) else ""
+    raise NotYet(f"Not yet{detail}: {hints[grade]}{more}") from None
 
 
 _SOLUTION = re.compile(
