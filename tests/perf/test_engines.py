@@ -347,6 +347,7 @@ def test_int8_without_its_file_says_how_to_make_it(tmp_path):
     registry = ModelRegistry(Settings(weights_dir=tmp_path, offline=True, precision="int8"))
     with pytest.raises(ModelUnavailable, match=r"yolo-service export shapes --int8"):
         registry.get("shapes")
+    assert list(tmp_path.glob("*.onnx")) == []  # INT8 is never made implicitly, nor a float export in its place
 
 
 def test_int8_export_is_served_and_finds_the_shapes(tmp_path):

@@ -164,7 +164,8 @@ def load_detector(spec: ModelSpec, settings: Settings) -> DetectorBase:
         ModelUnavailable: the engine's runtime is not installed, or the model's file for it is missing.
     """
     engine = choose_engine(spec, settings)
-    if settings.engine == "auto" and engine != "ultralytics" and ENGINES[engine].weights(spec, settings) is None:
+    exporting = settings.engine == "auto" and engine != "ultralytics" and _can_export(spec, settings)
+    if exporting and ENGINES[engine].weights(spec, settings) is None:
         from .export import export_onnx
 
         target = export_target(spec, settings)
