@@ -17,7 +17,7 @@ os.environ.pop("PORT", None)
 
 import pytest  # noqa: E402
 
-from tests.helpers import ARTIFACTS, Server, api_server  # noqa: E402
+from tests.helpers import ARTIFACTS, REPORT, Server, api_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +40,12 @@ def backend() -> Server:
     """One real uvicorn process serving the API on a free loopback port, for the whole session."""
     with api_server() as server:
         yield server
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the figures tests reported (tests.helpers.REPORT), e.g. the container engine and the images' sizes."""
+    lines = [line for line in REPORT if line]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

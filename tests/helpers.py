@@ -12,6 +12,7 @@ from yolo_service.workshop.processes import LocalServer, executable, free_port
 
 __all__ = [
     "ARTIFACTS",
+    "REPORT",
     "ROOT",
     "JupyterLab",
     "Server",
@@ -25,6 +26,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+#: Lines a test wants people to read (which engine built the images, their sizes…): printed after the run.
+REPORT: list[str] = []
 
 
 class Server(LocalServer):

@@ -43,7 +43,12 @@ def _frontend_script() -> Path | None:
 
 
 def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[str]:
-    """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on)."""
+    """Streamlit with the upload limit of the backend (XSRF and CORS protection stay on), sending nothing out.
+
+    No usage statistics; and the browser's address set (to Streamlit's own default, ``localhost``), so that
+    a headless start does not ask a third party (checkip.amazonaws.com) for this machine's external IP
+    just to print an "External URL" line.
+    """
     upload_mb = -(-get_settings().max_image_bytes // 2**20)  # ceil: Streamlit takes whole MB
     return [
         sys.executable,
@@ -59,6 +64,8 @@ def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[s
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--browser.serverAddress",
+        "localhost",
         "--server.maxUploadSize",
         str(upload_mb),
         "--client.toolbarMode",
@@ -67,21 +74,11 @@ def _streamlit_argv(script: Path, port: int, address: str = "0.0.0.0") -> list[s
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from .server import run
 
     settings = get_settings()
-    port = args.port or settings.port
     logs.configure(settings, capture_output=True)  # JSON entries on Cloud Run, library prints included
-    uvicorn.run(
-        "yolo_service.api:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=port,
-        log_level=settings.log_level,
-        log_config=None,  # uvicorn's own lines go through logs.configure's handler, in the same format
-        access_log=False,  # the app logs one entry per request, with latency: the same thing twice otherwise
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
+    run(settings, host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
 
@@ -265,7 +262,8 @@ def _download(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     """Export a model to ONNX next to its weights, for the torch-free engines; with --int8, quantize it too."""
     from .engines import ENGINES, export_target
-    from .engines.export import export_int8, export_onnx
+    from .engines.export import export_onnx
+    from .engines.quantize import export_int8
     from .models import ModelCatalog
 
     catalog = ModelCatalog(

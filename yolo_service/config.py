@@ -97,7 +97,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(32, ge=1, description="predict requests in flight or queued before a fast 503")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     preload: bool = Field(True, description="load the default model at start-up")
-    shutdown_timeout: float = Field(8.0, ge=0, description="seconds to finish in-flight requests on SIGTERM")
+    shutdown_timeout: float = Field(
+        8.0,
+        ge=0,
+        description="seconds to finish in-flight requests on SIGTERM; those still running then get a JSON 503",
+    )
     workers: int | None = Field(
         None,
         ge=1,
@@ -106,6 +110,36 @@ class Settings(BaseSettings):
         "two per thread (exported engines)",
     )
     api_key: SecretStr | None = Field(None, description="when set, requests must send it in the X-API-Key header")
+    max_classes: int = Field(
+        1000,
+        ge=1,
+        description="class names one request may filter on (each model bounds them further: its own classes)",
+    )
+    # Slow and silent clients: what a connection may hold, and for how long.
+    body_timeout: float = Field(
+        10.0, gt=0, description="seconds a request body may pause between two chunks before a 408 closes it"
+    )
+    body_min_rate: int = Field(
+        16 * 1024,
+        ge=1,
+        description="bytes per second a body must average once body_timeout has passed (a trickle gets its 408 too)",
+    )
+    idle_timeout: int = Field(
+        5,
+        ge=1,
+        description="seconds a connection may stay open without sending a complete request head "
+        "(before its first request, between requests, or while the head trickles in)",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="bytes of a request line plus headers; more is a 400 and the connection closes"
+    )
+    max_header_count: int = Field(100, ge=8, description="headers in one request; more is a 431")
+    max_connections: int = Field(
+        1000,
+        ge=8,
+        description="open connections; beyond it the longest idle one is closed (capped below the process's "
+        "file-descriptor limit)",
+    )
     annotate_max_side: int = Field(1920, ge=64, le=8192, description="longest side of the annotated image, pixels")
     ui_timeout: float = Field(120.0, gt=0, description="seconds the UI waits for the backend's whole answer")
     ui_backend_editable: bool = Field(
@@ -121,12 +155,19 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(default_factory=_default_weights_dir)
     default_model: str | None = Field(None, description="None: yolo26n if it can be loaded, else shapes")
     offline: bool = Field(False, description="never try to download weights")
+    max_models: int = Field(
+        2, ge=1, description="models kept loaded; loading one more unloads the least recently used (never the default)"
+    )
     threads: int = Field(default_factory=available_cpus, ge=1, description="torch threads in all")
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
     # See EngineChoice: auto serves each model on the fastest engine that can serve it here.
     engine: EngineChoice = "auto"
+    # OpenVINO's compiled models in WEIGHTS_DIR/openvino-cache, when it can be written: the next start compiles
+    # in a third of the time. The images turn it off: a container starts with an empty filesystem (in memory
+    # on Cloud Run), so a cache would cost RAM and never be reused.
+    compile_cache: bool = True
     # See Precision: int8 serves NAME.int8.xml (or NAME.int8.onnx), written by `yolo-service export NAME --int8`.
     precision: Precision = "auto"
     confidence: float = Field(0.25, ge=0.0, le=1.0)
@@ -136,6 +177,20 @@ class Settings(BaseSettings):
     # Images
     max_image_bytes: int = Field(20 * MiB, ge=1)
     max_image_pixels: int = Field(40_000_000, ge=1)
+    # What decoding may cost, checked before the pixels exist (yolo_service/images.py).
+    max_decode_bytes: int = Field(
+        128 * MiB,
+        ge=1 * MiB,
+        description="memory one image's decoding may allocate: pixels as decoded (mode and bit depth count, "
+        "a JPEG at its draft scale), plus the decoder's own buffers and one working copy",
+    )
+    max_decode_seconds: float = Field(5.0, gt=0, description="CPU seconds one image's decoding may take")
+    max_jpeg_scans: int = Field(
+        64, ge=1, description="scans of a progressive JPEG (encoders write about 10); each one costs a pass"
+    )
+    max_image_metadata_bytes: int = Field(
+        1 * MiB, ge=1024, description="bytes a PNG's compressed text (zTXt, iTXt, iCCP) may inflate to, each and in all"
+    )
     allowed_formats: Annotated[frozenset[str], NoDecode] = frozenset(
         {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"}
     )
@@ -186,6 +241,15 @@ class Settings(BaseSettings):
     def max_body_bytes(self) -> int:
         """The largest request body: a base64 image of ``max_image_bytes`` plus the JSON around it."""
         return self.max_image_bytes * 4 // 3 + 64 * 1024
+
+    @property
+    def max_json_values(self) -> int:
+        """The most values a predict JSON body may hold: ``max_classes`` class names and the other fields.
+
+        Counted before parsing (commas and brackets outside the base64 image), so a body of millions of
+        small numbers in a field the contract ignores is refused before it becomes millions of objects.
+        """
+        return self.max_classes + 64
 
 
 @lru_cache

@@ -5,7 +5,10 @@
     │   └── UnsupportedImageFormat 415   an image, but of a format the service refuses
     ├── MalformedRequest       400   a body that cannot be parsed (broken multipart, …)
     ├── InvalidRequest         422   a parameter outside the schema, or one it cannot check (unknown class)
-    ├── ImageTooLarge          413   too many bytes or pixels (decompression bombs too)
+    ├── ImageTooLarge          413   too many bytes, pixels, scans or decoding work (decompression bombs too)
+    ├── RequestTimeout         408   the body stopped arriving (or trickled) before it was complete
+    ├── HeadersTooLarge        431   more request headers than the server takes
+    ├── ClientDisconnected     499   the client left before its answer: the work for it was stopped
     ├── Unauthorized           401   an API key is required and was missing or wrong
     ├── UnknownModel           404   a name the catalog does not hold (or an unsafe one)
     ├── NotFound               404   no such route
@@ -15,6 +18,7 @@
         ├── ModelUnavailable         weights cannot be obtained (offline, download failed)
         ├── NotReady                 the default model is still loading
         ├── Overloaded               the request queue is full
+        ├── ShuttingDown             the server stopped before this request finished
         └── BackendUnreachable       (client side) no answer from the backend URL
 
 Each class carries the HTTP status the API answers with; the API maps errors to
@@ -30,6 +34,8 @@ from typing import Any
 
 __all__ = [
     "BackendUnreachable",
+    "ClientDisconnected",
+    "HeadersTooLarge",
     "ImageTooLarge",
     "InvalidImage",
     "InternalError",
@@ -40,7 +46,9 @@ __all__ = [
     "NotFound",
     "NotReady",
     "Overloaded",
+    "RequestTimeout",
     "ServiceUnavailable",
+    "ShuttingDown",
     "Unauthorized",
     "UnknownModel",
     "UnsupportedImageFormat",
@@ -97,6 +105,18 @@ class ImageTooLarge(YoloServiceError, status_code=413):
     """The image (or the request body) exceeds the configured byte or pixel limit."""
 
 
+class RequestTimeout(YoloServiceError, status_code=408):
+    """The request body stopped arriving, or arrived slower than the server accepts."""
+
+
+class HeadersTooLarge(YoloServiceError, status_code=431):
+    """The request has more headers than the server takes."""
+
+
+class ClientDisconnected(YoloServiceError, status_code=499):
+    """The client closed its connection before the answer; the work for it was stopped (nginx's 499)."""
+
+
 class UnknownModel(YoloServiceError, status_code=404):
     """The model name is not in the catalog, or is not a safe file name."""
 
@@ -133,6 +153,10 @@ class Overloaded(ServiceUnavailable):
     """Too many requests are queued; retry after ``retry_after`` seconds."""
 
 
+class ShuttingDown(ServiceUnavailable):
+    """The server is stopping (SIGTERM) and this request did not finish within its grace period."""
+
+
 class BackendUnreachable(ServiceUnavailable):
     """The client got no HTTP answer from the backend URL (down, wrong URL, timeout)."""
 
@@ -146,6 +170,9 @@ _BY_NAME = {
         MalformedRequest,
         InvalidRequest,
         ImageTooLarge,
+        RequestTimeout,
+        HeadersTooLarge,
+        ClientDisconnected,
         Unauthorized,
         UnknownModel,
         NotFound,
@@ -155,6 +182,7 @@ _BY_NAME = {
         ModelUnavailable,
         NotReady,
         Overloaded,
+        ShuttingDown,
         BackendUnreachable,
     )
 }
@@ -163,9 +191,12 @@ _BY_STATUS = {
     401: Unauthorized,
     404: UnknownModel,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     413: ImageTooLarge,
     415: UnsupportedImageFormat,
     422: InvalidRequest,
+    431: HeadersTooLarge,
+    499: ClientDisconnected,
     500: InternalError,
     503: ServiceUnavailable,
 }

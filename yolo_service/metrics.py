@@ -107,6 +107,7 @@ class Observed(Protocol):
 
     registry: ModelRegistry  # its predictions' model time, and the loaded detectors' inferences
     in_flight: int  # the queue depth
+    receiving: int  # predict bodies still arriving (not yet in the queue)
     on_response: list[Callable[[Scope, int, float], None]]  # called after every HTTP response
 
 
@@ -118,6 +119,12 @@ def instrument(app: FastAPI, service: Observed, predict_routes: frozenset[str]) 
     from fastapi.responses import PlainTextResponse
 
     metrics = Metrics(predict_routes, queue_depth=lambda: service.in_flight)
+    arriving = Gauge(
+        "yolo_service_bodies_arriving",
+        "predict requests whose body is still arriving (they are not in the queue yet)",
+        registry=metrics.registry,
+    )
+    arriving.set_function(lambda: service.receiving)
     service.registry.on_predict.append(metrics.observe_prediction)
     metrics.registry.register(InferenceModes(service.registry.detectors))
 

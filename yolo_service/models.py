@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,39 +223,69 @@ def _coco_classes() -> list[str] | None:
 
 
 class ModelRegistry:
-    """Loads models lazily, once each, and caches them by name; resolves the default model."""
+    """Loads models lazily, once each, and keeps at most ``max_models`` of them; resolves the default model.
+
+    A bounded cache: when a load would make more than ``max_models`` loaded, the least recently
+    used model goes first (the default model always stays: it is what ``/ready`` promises). A
+    model loads once however many threads ask for it at once, and one load runs at a time, so
+    the memory of models is at most ``max_models`` of them plus the one loading. A model that
+    goes is only forgotten here: requests using it finish with it, then its memory is freed.
+    """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.catalog = ModelCatalog(self.settings)
-        self._detectors: dict[str, DetectorBase] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._detectors: OrderedDict[str, DetectorBase] = OrderedDict()  # least recently used first
+        self._loading = threading.Lock()  # one load at a time, each model once
         self._guard = threading.Lock()
         self._default: str | None = None
         self.on_predict: list[Callable[[PredictResponse], None]] = []  # observers, e.g. the /metrics histograms
 
     def loaded(self, name: str) -> bool:
-        """True once ``name`` is loaded in this process."""
+        """True while ``name`` is loaded in this process."""
         return self.catalog.spec(name).name in self._detectors
 
     def detectors(self) -> dict[str, DetectorBase]:
-        """The models loaded so far, by name."""
-        return dict(self._detectors)
+        """The models loaded now, by name."""
+        with self._guard:
+            return dict(self._detectors)
 
     def get(self, name: str | None = None) -> DetectorBase:
         """The detector for ``name`` (the default model when None), loading it on first use."""
         spec = self.catalog.spec(name) if name else self.catalog.spec(self.default_model())
-        if spec.name in self._detectors:
-            return self._detectors[spec.name]
+        if (detector := self._use(spec.name)) is not None:
+            return detector
+        with self._loading:  # one load at a time: a second thread asking for the same model finds it loaded
+            if (detector := self._use(spec.name)) is not None:
+                return detector
+            self.catalog.download(spec.name)
+            self._make_room(spec.name)
+            started = time.perf_counter()
+            detector = load_detector(spec, self.settings)
+            logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
+            with self._guard:
+                self._detectors[spec.name] = detector
+            return detector
+
+    def _use(self, name: str) -> DetectorBase | None:
+        """The loaded detector ``name``, now the most recently used; None if it is not loaded."""
         with self._guard:
-            lock = self._locks.setdefault(spec.name, threading.Lock())
-        with lock:  # one load per model, however many threads ask at once
-            if spec.name not in self._detectors:
-                self.catalog.download(spec.name)
-                started = time.perf_counter()
-                self._detectors[spec.name] = load_detector(spec, self.settings)
-                logger.info("loaded model %s in %.2f s", spec.name, time.perf_counter() - started)
-        return self._detectors[spec.name]
+            detector = self._detectors.get(name)
+            if detector is not None:
+                self._detectors.move_to_end(name)
+            return detector
+
+    def _make_room(self, name: str) -> None:
+        """Before loading ``name``: unload the least recently used (never the default) until one more fits."""
+        default = self._default if self._default is not None else self.settings.default_model
+        with self._guard:
+            for victim in [n for n in self._detectors if n not in (default, name)]:
+                if len(self._detectors) < self.settings.max_models:
+                    break
+                del self._detectors[victim]
+                logger.info(
+                    "unloaded model %s (least recently used; at most %d stay loaded)", victim, self.settings.max_models
+                )
 
     def default_model(self) -> str:
         """The configured default, else ``yolo26n`` if it can be loaded, else ``shapes`` (logged once)."""

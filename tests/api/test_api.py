@@ -228,10 +228,18 @@ def test_unknown_class_and_broken_json_are_the_same_422_shape(client):
         (
             "POST",
             "/predict/file",
-            {"files": [("image", ("a.png", b"1"))] * 1001},
+            {"files": [("image", ("a.png", b"1"))] + [("other", ("b.png", b"1"))] * 1000},
             400,
             "MalformedRequest",
             "Too many files",
+        ),
+        (
+            "POST",
+            "/predict/file",
+            {"files": [("image", ("a.png", b"1")), ("image", ("b.png", b"2"))]},
+            400,
+            "MalformedRequest",
+            "more than one image part",
         ),
         ("POST", "/predict/file", {"data": {"model": "shapes"}}, 422, "InvalidRequest", "image"),
         ("POST", "/predict/file", {"files": {"image": ("a.png", b"1")}, "data": {"confidence": "nan"}}, 422, "", ""),
@@ -303,7 +311,7 @@ def test_the_openapi_schema_documents_exactly_the_one_error_shape(client):
                 ref = response["content"]["application/json"]["schema"]["$ref"]
                 assert ref == "#/components/schemas/ErrorResponse", (method, path, code)
     assert set(spec["paths"]["/predict"]["post"]["responses"]) == {
-        "200", "400", "404", "413", "415", "422", "500", "503"
+        "200", "400", "404", "408", "413", "415", "422", "500", "503"
     }  # fmt: skip
     assert "security" not in spec["paths"]["/predict"]["post"]  # no key configured here
 
@@ -344,6 +352,10 @@ def test_with_an_api_key_in_process(weights_dir):
         }
         assert test_client.get("/models", headers={"X-API-Key": "k3y"}).status_code == 200
         assert test_client.get("/models", headers={"X-API-Key": "k3y "}).status_code == 401
+        twice = test_client.get("/models", headers=[("X-API-Key", "k3y"), ("X-API-Key", "wrong")])
+        assert twice.status_code == 401 and "2 X-API-Key headers" in twice.json()["detail"]
+        twice_right = test_client.get("/models", headers=[("X-API-Key", "k3y"), ("X-API-Key", "k3y")])
+        assert twice_right.status_code == 401
         spec = test_client.get("/openapi.json").json()
         assert "401" in spec["paths"]["/models"]["get"]["responses"]
         assert "401" not in spec["paths"]["/health"]["get"]["responses"]

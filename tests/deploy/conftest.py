@@ -39,20 +39,29 @@ def build_standin(path: Path) -> Path:
     return path
 
 
-def export_like_the_builder(weights: Path) -> Path:
-    """Run the backend Dockerfile's builder export step (its exact command and ENV) on ``weights``."""
-    from tests.deploy.dockerfiles import Dockerfile
+def export_like_the_builder(weights: Path, out: Path) -> Path:
+    """Run the backend Dockerfile's export step (its exact command and ENV) on ``weights``, into ``out``."""
+    from tests.deploy.dockerfiles import Dockerfile, substitute
     from tests.helpers import ROOT
 
     dockerfile = Dockerfile(ROOT / "backend" / "Dockerfile")
-    (command,) = [i.args for i in dockerfile.stages["builder"].instructions if i.args.startswith("yolo-service export")]
-    command = command.replace("${MODEL}", dockerfile.args("builder")["MODEL"])
-    env = {**os.environ, **dockerfile.env("builder"), "YOLO_SERVICE_WEIGHTS_DIR": str(weights)}
+    stage = dockerfile.stages["exported"]
+    (command,) = [i.args for i in stage.instructions if i.keyword == "RUN" and "${MODEL}.onnx" in i.args]
+    (script,) = [i.args.split() for i in stage.instructions if i.keyword == "COPY" and "export.py" in i.args]
+    command = substitute(command, dockerfile.args("exported"))
+    command = command.replace("/opt/yolo-service/weights", str(weights)).replace("/opt/yolo-service/onnx", str(out))
+    env = {**os.environ, **dockerfile.env("exported")}
     with tempfile.TemporaryDirectory() as scratch:
+        # As in the image: the module copied alone, with no kit to import (`import yolo_service` fails).
+        shutil.copy2(ROOT / script[0], Path(scratch) / "export.py")
+        command = command.replace(script[1], str(Path(scratch) / "export.py"))
+        (Path(scratch) / "blocked" / "yolo_service").mkdir(parents=True)
+        (Path(scratch) / "blocked" / "yolo_service" / "__init__.py").write_text("raise ImportError('not here')\n")
+        env["PYTHONPATH"] = str(Path(scratch) / "blocked")
         env["YOLO_CONFIG_DIR"] = scratch
         env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
         subprocess.run(["sh", "-c", command], cwd=scratch, env=env, check=True, capture_output=True, timeout=300)
-    return weights / "yolo26n.onnx"
+    return out / "yolo26n.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +74,10 @@ def coco_standin(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def coco_standin_exported(coco_standin, tmp_path_factory) -> Path:
-    """A weights directory as the runtime image has it: only the builder's exported ``yolo26n.onnx``."""
+    """A weights directory as the runtime image has it: only the exported ``yolo26n.onnx``."""
     build = tmp_path_factory.mktemp("builder-weights")
     shutil.copy2(coco_standin / "yolo26n.pt", build / "yolo26n.pt")
-    exported = export_like_the_builder(build)
     runtime = tmp_path_factory.mktemp("runtime-weights")
-    shutil.copy2(exported, runtime / exported.name)  # COPY --from=builder …/*.onnx
+    exported = export_like_the_builder(build, runtime)  # COPY --from=onnx /opt/yolo-service/onnx/ …/weights/
+    assert sorted(p.name for p in runtime.iterdir()) == [exported.name]
     return runtime

@@ -1,7 +1,9 @@
 """A small Dockerfile reader for the tests: instructions, stages (with their parents), ENV, COPY sources.
 
 Enough of the Dockerfile syntax for this repository's files: line continuations, comments,
-``FROM image AS name``, ``ENV K=V …`` / ``ENV K V``, ``ARG K=V``, ``COPY [--flags] SRC… DEST``.
+``FROM image AS name`` (the image may name a stage through a build argument: ``FROM ${MODEL}-onnx``),
+``ENV K=V …`` / ``ENV K V`` (with ``${ARG}`` substituted), ``ARG K[=V]`` (before the first FROM too),
+``COPY [--flags] SRC… DEST``.
 """
 
 from __future__ import annotations
@@ -54,13 +56,21 @@ def instructions(text: str) -> list[Instruction]:
     return result
 
 
-class Dockerfile:
-    """A parsed Dockerfile."""
+def substitute(text: str, values: dict[str, str]) -> str:
+    """``text`` with ``${NAME}`` and ``$NAME`` replaced by ``values`` (unknown names are left as written)."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], m[0]), text)
 
-    def __init__(self, path: Path) -> None:
+
+class Dockerfile:
+    """A parsed Dockerfile; ``build_args`` are the ``--build-arg`` values (else each ARG's default)."""
+
+    def __init__(self, path: Path, build_args: dict[str, str] | None = None) -> None:
         self.path = path
         self.text = path.read_text()
+        self.build_args = dict(build_args or {})
         self.stages: dict[str, Stage] = {}
+        #: ARGs declared before the first FROM: usable in FROM lines, and in a stage that declares them again.
+        self.global_args: dict[str, str] = {}
         for ins in instructions(self.text):
             if ins.keyword == "FROM":
                 words = ins.args.split()
@@ -69,6 +79,17 @@ class Dockerfile:
                 self.stages[name] = Stage(name, words[0])
             elif self.stages:
                 list(self.stages.values())[-1].instructions.append(ins)
+            elif ins.keyword == "ARG":
+                key, _, value = ins.args.partition("=")
+                self.global_args[key.strip()] = self.build_args.get(key.strip(), value.strip())
+
+    def with_args(self, **build_args: str) -> Dockerfile:
+        """The same file, built with ``--build-arg KEY=VALUE`` for each of ``build_args``."""
+        return Dockerfile(self.path, {**self.build_args, **build_args})
+
+    def base_of(self, stage: Stage) -> str:
+        """The stage's FROM, build arguments substituted (a stage name or an image)."""
+        return substitute(stage.base, self.global_args)
 
     @property
     def default_target(self) -> str:
@@ -79,26 +100,42 @@ class Dockerfile:
         """The stages a target is built from, base first."""
         stage = self.stages[target or self.default_target]
         chain = [stage]
-        while stage.base in self.stages:
-            stage = self.stages[stage.base]
+        while self.base_of(stage) in self.stages:
+            stage = self.stages[self.base_of(stage)]
             chain.insert(0, stage)
         return chain
 
     def base_image(self, target: str | None = None) -> str:
         """The image the target's chain starts from."""
-        return self.chain(target)[0].base
+        return self.base_of(self.chain(target)[0])
+
+    def needs(self, target: str | None = None) -> set[str]:
+        """Every stage building ``target`` takes: its chain and, recursively, the stages it copies from."""
+        needed: set[str] = set()
+        todo = [target or self.default_target]
+        while todo:
+            for stage in self.chain(todo.pop()):
+                if stage.name in needed:
+                    continue
+                needed.add(stage.name)
+                for ins in stage.instructions:
+                    source = copy_sources(ins)[1].get("from") if ins.keyword == "COPY" else None
+                    if source in self.stages:
+                        todo.append(source)
+        return needed
 
     def effective(self, target: str | None = None) -> list[Instruction]:
         """Every instruction that builds ``target``, in order (its parents' first)."""
         return [ins for stage in self.chain(target) for ins in stage.instructions]
 
     def env(self, target: str | None = None) -> dict[str, str]:
-        """The environment the target's image sets (ENV, parents' included)."""
+        """The environment the target's image sets (ENV, parents' included, build arguments substituted)."""
         env: dict[str, str] = {}
+        args = self.args(target)
         for ins in self.effective(target):
             if ins.keyword != "ENV":
                 continue
-            words = shlex.split(ins.args)
+            words = shlex.split(substitute(ins.args, args))
             if "=" not in words[0]:
                 env[words[0]] = " ".join(words[1:])
             else:
@@ -106,12 +143,17 @@ class Dockerfile:
         return env
 
     def args(self, target: str | None = None) -> dict[str, str]:
-        """Build arguments with their defaults."""
+        """The target's build arguments: ``build_args``, else the defaults (``ARG K`` takes the global one)."""
         result = {}
         for ins in self.effective(target):
-            if ins.keyword == "ARG" and "=" in ins.args:
-                key, value = ins.args.split("=", 1)
-                result[key.strip()] = value.strip()
+            if ins.keyword == "ARG":
+                key, has_default, value = (part.strip() for part in ins.args.partition("="))
+                if key in self.build_args:
+                    result[key] = self.build_args[key]
+                elif has_default:
+                    result[key] = value
+                elif key in self.global_args:
+                    result[key] = self.global_args[key]
         return result
 
     def last(self, keyword: str, target: str | None = None) -> Instruction | None:
@@ -144,7 +186,7 @@ def is_dependency_install(ins: Instruction) -> bool:
 def is_weights_step(ins: Instruction) -> bool:
     """A RUN that fetches weights, or a COPY of weights from another stage."""
     if ins.keyword == "RUN":
-        return "attempt_download_asset" in ins.args or "yolo-service export" in ins.args
+        return "attempt_download_asset" in ins.args or "export.py" in ins.args
     return ins.keyword == "COPY" and "from" in copy_sources(ins)[1] and "weights" in ins.args
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deploy.dockerfiles import Dockerfile
+from tests.deploy.dockerfiles import Dockerfile, substitute
 from tests.helpers import ROOT, api_server
 from yolo_service import encode_base64, sample_scene
 from yolo_service.config import Settings
@@ -65,9 +65,11 @@ def test_a_class_filter_by_coco_name_is_accepted(coco_server):
 
 
 def download_step() -> str:
-    """The weights stage's download command (before ``chown``), for the image's default MODEL."""
+    """The weights stage's download command, then the Ultralytics settings step of torch-deps (before ``chown``)."""
     (run,) = [ins.args for ins in BACKEND.stages["weights"].instructions if "attempt_download_asset" in ins.args]
-    return run.split("&& chown")[0].replace("${MODEL}", BACKEND.args("weights")["MODEL"])
+    (deps,) = [ins.args for ins in BACKEND.stages["torch-deps"].instructions if "settings.update" in ins.args]
+    settings = next(part for part in deps.split("&&") if "settings.update" in part).strip()
+    return substitute(run, BACKEND.args("weights")) + " && " + settings
 
 
 def run_download_step(weights: Path, config: Path) -> subprocess.CompletedProcess:
@@ -100,3 +102,16 @@ def test_the_dockerfile_download_step_is_a_no_op_when_the_file_is_there(no_netwo
     (weights / "yolo26n.pt").unlink()
     missing = run_download_step(weights, tmp_path / "config")
     assert missing.returncode != 0 and "Download failure" in missing.stderr, missing.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_export_step_is_reproducible(coco_standin, coco_standin_exported, tmp_path):
+    """The same weights give the same .onnx bytes: a rebuild of the image ships no new model layer."""
+    from tests.deploy.conftest import export_like_the_builder
+
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy2(coco_standin / "yolo26n.pt", build / "yolo26n.pt")
+    again = export_like_the_builder(build, tmp_path / "onnx")
+    first = coco_standin_exported / "yolo26n.onnx"
+    assert hashlib.sha256(again.read_bytes()).hexdigest() == hashlib.sha256(first.read_bytes()).hexdigest()

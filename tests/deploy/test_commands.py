@@ -106,7 +106,7 @@ def test_backend_concurrency_never_exceeds_what_the_server_admits(max_queue):
     admitted = settings.max_queue if settings else Settings.model_fields["max_queue"].default  # the image's
     assert 1 <= int(f["concurrency"]) <= admitted
     # And the server is told the same number, so the two cannot drift apart.
-    assert f["set-env-vars"].split(",")[0] == f"YOLO_SERVICE_MAX_QUEUE={f['concurrency']}"
+    assert f["update-env-vars"].split(",")[0] == f"YOLO_SERVICE_MAX_QUEUE={f['concurrency']}"
 
 
 def test_server_limits_fit_cloud_run():
@@ -128,7 +128,7 @@ def test_backend_is_sized_for_the_measured_memory(target):
 def test_frontend_deploy_fits_streamlit_behind_cloud_run():
     command = deploy.deploy_frontend_command(CONFIG, "https://yolo-backend-abc-ew.a.run.app")
     f = flags(command)
-    assert f["set-env-vars"].split(",")[0] == "BACKEND_URL=https://yolo-backend-abc-ew.a.run.app"
+    assert f["update-env-vars"].split(",")[0] == "BACKEND_URL=https://yolo-backend-abc-ew.a.run.app"
     assert "session-affinity" in f  # a session's websocket reconnects to the same instance
     assert int(f["timeout"]) >= 3600  # the websocket lives as long as the request
     assert f["max-instances"] == "1"  # sessions and the cookie secret live in one instance
@@ -138,7 +138,7 @@ def test_frontend_deploy_fits_streamlit_behind_cloud_run():
 def test_both_services_know_their_project_so_their_log_entries_name_the_trace(monkeypatch):
     """JSON entries carry logging.googleapis.com/trace only when the project is known (GOOGLE_CLOUD_PROJECT)."""
     for command in (deploy.deploy_backend_command(CONFIG), deploy.deploy_frontend_command(CONFIG, "https://b")):
-        for pair in flags(command)["set-env-vars"].split(","):
+        for pair in flags(command)["update-env-vars"].split(","):
             monkeypatch.setenv(*pair.split("=", 1))  # the service's environment, as Cloud Run sets it
         assert Settings().gcp_project == CONFIG.project
         monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
@@ -179,7 +179,18 @@ def test_cleanup_deletes_everything_the_path_created():
     assert deleted_images == pushed_images
     assert deleted_repos == {repository}
     assert all("--quiet" in c for c in cleanup)  # no prompt in a notebook
-    assert cleanup[-1][:4] == ["gcloud", "artifacts", "repositories", "delete"]  # the repository last
+    # The repository after its images; last, the bucket where `gcloud builds submit` uploaded the sources
+    # (it may not exist: Cloud Build is the alternative path).
+    assert cleanup[-2][:4] == ["gcloud", "artifacts", "repositories", "delete"]
+    assert cleanup[-1][:5] == ["gcloud", "storage", "rm", "--recursive", "gs://my-project_cloudbuild"]
+
+
+def test_public_services_need_no_allUsers_binding_and_keep_their_other_variables():
+    """Domain-restricted sharing refuses allUsers; --set-env-vars would drop e.g. an API key set later."""
+    for command in (deploy.deploy_backend_command(CONFIG), deploy.deploy_frontend_command(CONFIG, "https://b")):
+        f = flags(command)
+        assert "no-invoker-iam-check" in f and "allow-unauthenticated" not in f
+        assert "update-env-vars" in f and "set-env-vars" not in f
 
 
 def test_compose_commands_are_v2():

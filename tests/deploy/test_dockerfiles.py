@@ -7,6 +7,7 @@ and each rule is checked against the real files. Each checker is also shown fail
 
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -14,15 +15,19 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from scripts import container_engine
 from scripts import pin_requirements as pins
-from tests.deploy.dockerfiles import Dockerfile, copy_sources, layer_order_problems
+from tests.deploy.dockerfiles import Dockerfile, copies_kit_code, copy_sources, layer_order_problems
 from tests.helpers import ROOT
+from yolo_service.engines import export
+from yolo_service.engines.base import ModelSpec
+from yolo_service.models import COCO_MODELS, PREFERRED_DEFAULT
 from yolo_service.workshop import deploy
 
 BACKEND = Dockerfile(ROOT / "backend" / "Dockerfile")
 FRONTEND = Dockerfile(ROOT / "frontend" / "Dockerfile")
 #: Every image (Dockerfile, target) a user can build, and the port its deploy command uses.
-TARGETS = [(BACKEND, "runtime"), (BACKEND, "torch"), (BACKEND, "builder"), (FRONTEND, None)]
+TARGETS = [(BACKEND, "runtime"), (BACKEND, "torch"), (BACKEND, "exported"), (FRONTEND, None)]
 SERVED = [(BACKEND, "runtime", deploy.BACKEND_PORT), (BACKEND, "torch", deploy.BACKEND_PORT), (FRONTEND, None, 8501)]
 REQUIREMENTS = ROOT / "requirements"
 
@@ -60,8 +65,9 @@ def test_the_layer_order_check_catches_the_old_layout(tmp_path):
 
 @pytest.mark.parametrize("dockerfile", [BACKEND, FRONTEND], ids=target_id)
 def test_base_image_is_pinned(dockerfile):
-    bases = {stage.base for stage in dockerfile.stages.values() if stage.base not in dockerfile.stages}
+    bases = {dockerfile.base_of(s) for s in dockerfile.stages.values()} - set(dockerfile.stages)
     assert bases == {"python:3.11-slim-bookworm"}
+    assert f"docker.io/library/{bases.pop()}" == container_engine.BASE_IMAGE  # what the stand-in is tagged
 
 
 @pytest.mark.parametrize("dockerfile", [BACKEND, FRONTEND], ids=target_id)
@@ -73,18 +79,16 @@ def test_every_pip_install_is_pinned_and_pulls_in_nothing(dockerfile):
         assert "--no-deps" in install, install  # the requirement files hold the whole closure
         words = shlex.split(install)
         packages = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
-        # Only requirement files (after -r), the index URL, or the kit itself (".").
+        # Only requirement files (after -r), the torch index (a build argument), or the kit itself (".").
         for word in packages:
-            assert word == "." or word.startswith(("/tmp/requirements/", "https://download.pytorch.org/")), install
+            assert word in (".", "${TORCH_INDEX}") or word.startswith("/tmp/requirements/"), install
     assert "pip uninstall" not in dockerfile.text  # no install-then-remove dance (e.g. opencv-python)
 
 
 def test_torch_comes_without_its_dependencies_from_the_cpu_index():
     runs = [ins.args for ins in BACKEND.effective("torch") if ins.keyword == "RUN"]
-    assert any(
-        "pip install --no-deps --index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements/torch.txt" in r
-        for r in runs
-    )
+    assert any('pip install --no-deps --index-url "${TORCH_INDEX}" -r /tmp/requirements/torch.txt' in r for r in runs)
+    assert BACKEND.args("torch")["TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"  # the default: CPU only
     pinned = pins.read_constraints()
     assert (REQUIREMENTS / "torch.txt").read_text().count("==") == 2
     assert {f"torch=={pinned['torch']}", f"torchvision=={pinned['torchvision']}"} <= set(
@@ -135,17 +139,48 @@ def test_frontend_image_has_no_weights_and_no_torch():
 
 def test_runtime_is_the_default_target_and_carries_no_torch():
     assert BACKEND.default_target == "runtime"
-    assert {"base", "builder", "torch", "runtime"} <= set(BACKEND.stages)
+    assert {"base", "exported", "torch", "runtime"} <= set(BACKEND.stages)
     runtime_chain = [stage.name for stage in BACKEND.chain("runtime")]
-    assert "torch-deps" not in runtime_chain and "builder" not in runtime_chain  # torch is only copied from
+    assert "torch-deps" not in runtime_chain and "exported" not in runtime_chain  # torch is only copied from
     assert BACKEND.env("runtime")["YOLO_SERVICE_ENGINE"] == "auto"  # no torch there: OpenVINO on the ONNX file
     assert BACKEND.env("torch")["YOLO_SERVICE_ENGINE"] == "ultralytics"
     weights = [ins for ins in BACKEND.chain("runtime")[-1].instructions if ins.keyword == "COPY" and "from" in ins.args]
-    assert weights and copy_sources(weights[0])[1]["from"] == "builder" and ".onnx" in weights[0].args
-    exports = [
-        ins.args for ins in BACKEND.effective("builder") if ins.keyword == "RUN" and ins.args.startswith("yolo-service")
-    ]
-    assert exports == ['yolo-service export "${MODEL}"'] and BACKEND.args("builder")["MODEL"] == "yolo26n"
+    assert weights and copy_sources(weights[0])[1]["from"] == "onnx"
+    assert copy_sources(weights[0])[0] == ["/opt/yolo-service/onnx/"]  # only what the onnx stage exported
+    exports = [ins.args for ins in BACKEND.effective("exported") if ins.keyword == "RUN" and "export.py" in ins.args]
+    weights, onnx = "/opt/yolo-service/weights/${MODEL}.pt", "/opt/yolo-service/onnx/${MODEL}.onnx"
+    assert exports == [f'python /tmp/export.py "{weights}" "{onnx}"']
+    assert BACKEND.args("exported")["MODEL"] == "yolo26n"
+
+
+def test_the_export_takes_only_the_export_module_of_the_kit():
+    """Editing the kit re-runs the export only when the export module itself changes."""
+    kit = [copy_sources(i)[0] for i in BACKEND.effective("exported") if copies_kit_code(i)]
+    assert kit == [["yolo_service/engines/export.py"]]
+    # ... which imports nothing of the kit when it is loaded (it runs as a script, alone).
+    tree = ast.parse((ROOT / "yolo_service" / "engines" / "export.py").read_text())
+    top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert [node.module for node in top_level if node.level] == [], "a relative import at module level"
+    assert all(not (node.module or "").startswith("yolo_service") for node in top_level)
+    assert ModelSpec("x", "coco", ROOT / "x.pt", "").imgsz == export.DEFAULT_IMGSZ  # the script's default size
+
+
+@pytest.mark.parametrize("model", ["shapes", *COCO_MODELS])
+def test_MODEL_is_the_default_model_and_picks_where_its_onnx_comes_from(model):
+    backend = BACKEND.with_args(MODEL=model)
+    assert backend.env("runtime")["YOLO_SERVICE_DEFAULT_MODEL"] == model
+    assert backend.env("torch")["YOLO_SERVICE_DEFAULT_MODEL"] == model
+    needed = backend.needs("runtime")
+    if model == "shapes":  # its .onnx ships in the kit's package: no torch, no download, offline
+        assert needed == {"base", "shapes-onnx", "onnx", "runtime"}, needed
+        assert backend.stages["shapes-onnx"].instructions == []
+    else:  # a COCO model: downloaded with Ultralytics, exported with torch
+        assert {"torch-deps", "weights", "exported", f"{model}-onnx"} <= needed, needed
+
+
+def test_the_default_MODEL_is_the_catalog_preferred_one():
+    assert BACKEND.global_args["MODEL"] == PREFERRED_DEFAULT
+    assert BACKEND.env("runtime")["YOLO_SERVICE_DEFAULT_MODEL"] == PREFERRED_DEFAULT
 
 
 @pytest.mark.parametrize("target", ["runtime", "torch"])

@@ -70,7 +70,14 @@ def test_compose_wires_the_services():
     assert services["frontend"]["environment"]["BACKEND_URL"] == "http://backend:8000"
     assert services["frontend"]["depends_on"]["backend"]["condition"] == "service_healthy"
     assert services["backend"]["healthcheck"]["test"] == ["CMD", "yolo-service", "healthcheck", "--path", "/ready"]
-    assert services["backend"]["build"] == {"context": ".", "dockerfile": "backend/Dockerfile", "target": "runtime"}
+    assert services["backend"]["build"] == {
+        "context": ".",
+        "dockerfile": "backend/Dockerfile",
+        "target": "runtime",
+        "args": {"MODEL": "${MODEL:-yolo26n}"},  # passed even when it is the default: buildah needs it
+    }
+    assert services["backend"]["ports"] == ["127.0.0.1:${BACKEND_PORT:-8000}:8000"]  # this machine only
+    assert services["frontend"]["ports"] == ["127.0.0.1:${FRONTEND_PORT:-8501}:8501"]
     assert services["frontend"]["build"]["dockerfile"] == "frontend/Dockerfile"
     assert compose_up_command()[compose_up_command().index("-f") + 1] == "docker-compose.yml"
 

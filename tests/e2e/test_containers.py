@@ -1,8 +1,9 @@
 """Dockerfiles checked with real tools; the containers' exact commands run as processes.
 
-There is no Docker engine here, so images are not built: hadolint lints the Dockerfiles and each
-Dockerfile's CMD runs as a local process on $PORT. The layer order, the pinned requirement sets, the
-compose file's schema and the namespace run of the backend image are in tests/deploy/.
+Fast checks without a container engine: hadolint lints the Dockerfiles and each Dockerfile's CMD runs
+as a local process on $PORT. The images themselves are built and run in tests/e2e/test_images.py; the
+layer order, the pinned requirement sets, the compose file's schema and the namespace run of the
+backend image are in tests/deploy/.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def test_frontend_cmd_serves_streamlit_on_PORT():
         assert cmdline[1:4] == [b"-m", b"streamlit", b"run"]
         assert cmdline[cmdline.index(b"--server.maxUploadSize") + 1] == b"20"
         assert cmdline[cmdline.index(b"--server.port") + 1] == str(port).encode()
+        # Headless on 0.0.0.0, it printed a URL without asking a third party for this machine's external IP.
+        assert f"URL: http://localhost:{port}" in server.log() and "External URL" not in server.log()
 
 
 def test_healthcheck_fails_when_nothing_listens():

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 import yolo_service
+from tests.e2e.faulty_app import HOLD_HEADER
 from tests.helpers import Server, api_server, assert_finds, executable, free_port
 from yolo_service import (
     BackendUnreachable,
@@ -198,13 +200,27 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+def _held(url: str, seconds: float = 60) -> socket.socket:
+    """A whole predict request that the fault-injecting server holds in its queue until this socket closes."""
+    body = json.dumps({"image": encode_base64(sample_scene()[0]), "model": "shapes"}).encode()
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{HOLD_HEADER}: {seconds}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
 def test_a_full_queue_refuses_before_reading_the_body():
-    """max_queue=2: two requests whose bodies never finish hold the queue; the next get their 503 unread."""
+    """max_queue=2: two admitted requests hold the queue; the next get their 503 with their bodies unread."""
     env = {"YOLO_SERVICE_MAX_QUEUE": "2", "YOLO_SERVICE_REPLICAS": "1"}
-    with api_server(env) as srv:
+    argv = [sys.executable, "-m", "tests.e2e.faulty_app", "--host", "127.0.0.1"]
+    with Server(argv, free_port(), env=env, ready_path="/ready") as srv:
+        holders = [_held(srv.url), _held(srv.url)]
+        _wait_for_queue_depth(srv.url, 2)  # both admitted, their bodies read, held in the route
         starts = {"/predict": b"{", "/predict/file": b"--b0undary\r\n"}  # a valid start; the rest never comes
-        holders = [_open_request(srv.url, path, first=first) for path, first in starts.items()]
-        _wait_for_queue_depth(srv.url, 2)  # both admitted, waiting for their bodies
         try:
             for path in ("/predict", "/predict/file"):
                 refused = _open_request(srv.url, path, first=starts[path])  # of 10 MB promised: the 503 cannot wait
@@ -227,13 +243,20 @@ def test_a_full_queue_refuses_before_reading_the_body():
         assert_finds(shapes, PredictResponse.model_validate(result.json()).detections)
 
 
+def _wait_for_bodies_arriving(url: str, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while f"yolo_service_bodies_arriving {count:.1f}" not in httpx.get(url + "/metrics").text:
+        assert time.monotonic() < deadline, f"the bodies arriving never reached {count}"
+        time.sleep(0.05)
+
+
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_within_10s():
     """Four requests in flight (bodies half sent) when SIGTERM comes: they complete, new connections are refused."""
     with api_server() as srv:
         scenes = [scene(i) for i in range(4)]
         bodies = [json.dumps({"image": encode_base64(image), "model": "shapes"}).encode() for image, _ in scenes]
         socks = [_open_request(srv.url, "/predict", len(body), body[:100]) for body in bodies]
-        _wait_for_queue_depth(srv.url, 4)
+        _wait_for_bodies_arriving(srv.url, 4)
         started = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)

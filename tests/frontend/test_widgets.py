@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.helpers import assert_finds
-from yolo_service import encode_image, sample_scenes
+from yolo_service import encode_image, load_image, sample_scenes
 from yolo_service.workshop.widgets import UPLOAD, PredictDemo
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -59,3 +59,19 @@ def test_backend_mode_uses_the_backend_models_and_shows_errors(backend):
     assert demo.sample.value == UPLOAD
     demo.button.click()
     assert "InvalidImage: the data is not an image" in demo.status.value
+
+
+def test_an_upload_clears_the_previous_boxes_and_table_and_shows_itself():
+    demo = PredictDemo()
+    demo.button.click()  # the sample's boxes and table on screen
+    assert demo.result is not None and "<td>square</td>" in demo.table.value
+    image, _ = sample_scenes()["three shapes"]
+
+    demo.upload.value = uploaded("mine.png", encode_image(image))
+
+    assert demo.result is None and demo.table.value == ""
+    assert load_image(bytes(demo.image.value)).size == image.size  # the upload itself, not the sample's drawing
+    assert demo.image.value == encode_image(image)
+
+    demo.upload.value = uploaded("notes.png", b"not an image")
+    assert demo.image.value == b"" and "notes.png" in demo.status.value and "color:#b00" in demo.status.value

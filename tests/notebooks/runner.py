@@ -111,3 +111,20 @@ def tagged_processes(tag: str) -> list[str]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return found
+
+
+def stop_tagged(tag: str, timeout: float = 10.0) -> None:
+    """Stop every process that inherited ``tag`` (SIGTERM, then SIGKILL): a test's teardown, pass or fail."""
+    procs = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.info["pid"] == os.getpid():
+            continue
+        try:
+            if proc.environ().get(TAG) == tag:
+                proc.terminate()
+                procs.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        proc.kill()

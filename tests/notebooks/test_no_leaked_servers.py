@@ -17,7 +17,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tests.notebooks.runner import ROOT, is_checkpoint, run_tag, tagged_processes
+from tests.notebooks.runner import ROOT, is_checkpoint, run_tag, stop_tagged, tagged_processes
 from yolo_service.workshop.teaching import write_student_notebook
 
 pytestmark = [pytest.mark.slow]
@@ -63,19 +63,26 @@ def test_run_all_twice_leaves_one_server_of_each_kind_and_the_kernels_end_stops_
     manager = KernelManager(kernel_name="python3", shutdown_wait_time=120)
     client = NotebookClient(notebook, km=manager, timeout=180, resources={"metadata": {"path": str(workdir)}})
 
-    with client.setup_kernel(cleanup_kc=True):  # shut the kernel down at the end, as JupyterLab's "Shut Down"
-        kernel_process = manager.provisioner.process
-        kernel = psutil.Process(kernel_process.pid)
-        stopped_at = run_all(client, notebook)
-        assert stopped_at is not None and is_checkpoint(notebook.cells[stopped_at]), "Run All stops at the checkpoint"
-        first = servers(kernel)
-        assert {kind: len(pids) for kind, pids in first.items()} == {"API": 1, "UI": 1}, first
+    try:
+        with client.setup_kernel(cleanup_kc=True):  # shut the kernel down at the end, as JupyterLab's "Shut Down"
+            kernel_process = manager.provisioner.process
+            kernel = psutil.Process(kernel_process.pid)
+            stopped_at = run_all(client, notebook)
+            assert stopped_at is not None and is_checkpoint(notebook.cells[stopped_at]), (
+                "Run All stops at the checkpoint"
+            )
+            first = servers(kernel)
+            assert {kind: len(pids) for kind, pids in first.items()} == {"API": 1, "UI": 1}, first
 
-        assert run_all(client, notebook) == stopped_at
-        second = servers(kernel)
+            assert run_all(client, notebook) == stopped_at
+            second = servers(kernel)
 
-        assert {kind: len(pids) for kind, pids in second.items()} == {"API": 1, "UI": 1}, second
-        assert not set(first["API"] + first["UI"]) & set(second["API"] + second["UI"]), "the first run's are stopped"
+            assert {kind: len(pids) for kind, pids in second.items()} == {"API": 1, "UI": 1}, second
+            assert not set(first["API"] + first["UI"]) & set(second["API"] + second["UI"]), (
+                "the first run's are stopped"
+            )
 
-    assert kernel_process.returncode == 0, "the kernel exited on its own (not killed with its process group)"
-    assert tagged_processes(tag) == [], "the kernel's end must stop the servers it started"
+        assert kernel_process.returncode == 0, "the kernel exited on its own (not killed with its process group)"
+        assert tagged_processes(tag) == [], "the kernel's end must stop the servers it started"
+    finally:  # pass or fail, nothing this test started outlives it (a failed assert above must not leak servers)
+        stop_tagged(tag)

@@ -84,6 +84,57 @@ def test_check_grades_its_hints_a_nudge_first_then_the_pointer():
     ]
 
 
+def run_cell(source: str, **names: object) -> str:
+    """Run ``source`` as Jupyter runs a cell (its code named after its text), return the NotYet line it raised."""
+    code = compile(textwrap.dedent(source), "/tmp/ipykernel_0/cell-of-this-test.py", "exec")
+    with pytest.raises(NotYet) as failed:
+        exec(code, {"check": check, **names})
+    return str(failed.value)
+
+
+def test_a_checkpoint_whose_text_changes_between_runs_still_gets_to_the_pointer():
+    cell = """
+        check(
+            lambda: port_is_free(port) is False,
+            f"port {port} is in use: False",
+            (f"port {port} is held by another socket: answer False there", "what bind does: the socket docs"),
+        )
+        """
+    first = run_cell(cell, port=40001, port_is_free=lambda port: None)
+    second = run_cell(cell, port=40777, port_is_free=lambda port: None)  # a fresh port on each run
+    assert first == "Not yet: port 40001 is held by another socket: answer False there " + (
+        "(stuck? run this cell again for a pointer)"
+    )
+    assert second == "Not yet: what bind does: the socket docs"
+
+
+def test_a_new_cause_of_failure_starts_again_at_the_nudge():
+    cell = """
+        check(lambda: isinstance(payload, str), "payload is text", ("not the dict itself", "the json docs"))
+        """
+    assert run_cell(cell).startswith("Not yet (`payload` does not exist yet): not the dict itself (stuck?")
+    # Then `payload = body`: another cause, so the nudge that fits it, not the pointer earned before.
+    assert run_cell(cell, payload={}) == "Not yet: not the dict itself (stuck? run this cell again for a pointer)"
+    assert run_cell(cell, payload={}) == "Not yet: the json docs"
+    # An answer quoted in the nudge is part of the cause: another answer, the nudge again.
+    quoted = """check(False, "detections", (f"predict() answered {text!r}", "the schema"))"""
+    assert run_cell(quoted, text="null").endswith("for a pointer)")
+    assert (
+        run_cell(quoted, text="[{}]") == "Not yet: predict() answered '[{}]' (stuck? run this cell again for a pointer)"
+    )
+    assert run_cell(quoted, text="[{}]") == "Not yet: the schema"
+
+
+def test_an_explicit_part_names_it_wherever_it_is_checked():
+    for _ in range(2):
+        with pytest.raises(NotYet) as failed:
+            check(False, "x", ("nudge", "pointer"), part="test-explicit-part")
+    assert str(failed.value) == "Not yet: pointer"
+    check(True, "x", ("nudge", "pointer"), part="test-explicit-part")  # a success forgets the failures
+    with pytest.raises(NotYet, match="nudge"):
+        check(False, "x", ("nudge", "pointer"), part="test-explicit-part")
+
+
 def test_a_failed_part_shows_one_line_without_a_traceback():
     from pydantic import BaseModel
 

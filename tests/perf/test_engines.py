@@ -353,7 +353,7 @@ def test_int8_without_its_file_says_how_to_make_it(tmp_path):
 def test_int8_export_is_served_and_finds_the_shapes(tmp_path):
     """NNCF on a few generated scenes (a real calibration uses hundreds): the IR loads, says int8, and still detects."""
     pytest.importorskip("nncf")
-    from yolo_service.engines.export import export_int8
+    from yolo_service.engines.quantize import export_int8
     from yolo_service.models import BUNDLED_DIR
     from yolo_service.workshop.accuracy import calibration_scenes
 

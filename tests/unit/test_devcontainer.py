@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 
 import pytest
 
@@ -80,9 +82,20 @@ def test_its_commands_exist_in_the_repository(config):
                 assert (ROOT / argv[0]).is_file(), part
 
 
+def test_the_install_is_prebuilt_and_waited_for(config):
+    """Prebuilds run onCreate/updateContent, never postCreate; VS Code opens once `waitFor` is done."""
+    assert "postCreateCommand" not in config and "make install" in config["updateContentCommand"]
+    assert config["waitFor"] == "updateContentCommand"
+
+
+def test_current_majors_of_the_image_and_the_docker_feature(config):
+    assert config["image"] == "mcr.microsoft.com/devcontainers/python:3-3.11-bookworm"
+    assert "ghcr.io/devcontainers/features/docker-in-docker:3" in config["features"]
+
+
 def test_its_commands_are_safe_to_run_again(config):
     """ "Rebuild Container" runs them again on the learner's files: they must keep the learner's notebooks."""
-    command = config["postCreateCommand"]
+    command = config["updateContentCommand"]
     assert "make student" in command
     assert "FORCE" not in command and "RESET" not in command and "--force" not in command
     # make student keeps existing copies (tests/notebooks/test_student_copies.py); make install is a stamp file.
@@ -90,7 +103,7 @@ def test_its_commands_are_safe_to_run_again(config):
 
 
 def test_it_installs_the_cpu_only_torch(config):
-    assert f"make install TORCH_INDEX={CPU_TORCH}" in config["postCreateCommand"]
+    assert f"make install TORCH_INDEX={CPU_TORCH}" in config["updateContentCommand"]
     # ... and the Makefile really installs torch from that index.
     assert "$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)" in MAKEFILE
 
@@ -124,3 +137,21 @@ def test_vscode_has_the_python_jupyter_and_docker_extensions(config):
 def test_make_lab_serves_jupyterlab_for_a_forwarded_port():
     recipe = re.search(r"^lab:.*\n\t(.*)", MAKEFILE, re.M).group(1)
     assert "--ip=0.0.0.0" in recipe and "--no-browser" in recipe
+    # In a Codespace the browser's origin is the forwarded URL, which JupyterLab refuses unless allowed.
+    assert "--ServerApp.allow_origin=$(LAB_ORIGIN)" in recipe
+
+
+def test_make_lab_allows_exactly_the_codespace_forwarded_origin():
+    def lab_command(env: dict[str, str]) -> str:
+        result = subprocess.run(
+            ["make", "-n", "lab", "-o", "install", "-o", "student"],
+            cwd=ROOT,
+            env={"PATH": os.environ["PATH"], **env},
+            capture_output=True,
+            text=True,
+        )
+        return result.stdout
+
+    codespace = {"CODESPACE_NAME": "octocat-space-x1", "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev"}
+    assert "--ServerApp.allow_origin=https://octocat-space-x1-8888.app.github.dev" in lab_command(codespace)
+    assert "allow_origin" not in lab_command({})  # elsewhere: JupyterLab's default (same origin only)

@@ -24,7 +24,7 @@ from tests.helpers import ROOT
 PACKAGE = ROOT / "yolo_service"
 CORE = ("config", "errors", "schema", "images", "drawing", "client", "shapes", "samples")
 HEAVY = ("torch", "torchvision", "ultralytics", "openvino", "onnxruntime", "cv2")
-SERVING = ("api", "metrics", "logs")
+SERVING = ("api", "metrics", "logs", "server")
 
 SERVING_NAMES = tuple(f"yolo_service.{name}" for name in SERVING)
 ABOVE_ENGINES = ("yolo_service.models", *SERVING_NAMES, "yolo_service.cli", "yolo_service.workshop")

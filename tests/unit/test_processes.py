@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.helpers import ROOT, executable, free_port
-from yolo_service.workshop.processes import LocalServer, running_servers, stop_all
+from yolo_service.workshop.processes import LocalServer, running_servers
 
 
 def gone(pid: int) -> bool:
@@ -92,20 +92,33 @@ def sleeper(tmp_path, name: str | None = None) -> LocalServer:
     return LocalServer(SLEEPER, wait=False, name=name, log_path=tmp_path / f"{name}-{free_port()}.log")
 
 
+def mine(*servers: LocalServer) -> list[LocalServer]:
+    """The running servers among these, in the registry's order: other tests' session servers are left out."""
+    return [server for server in running_servers() if any(server is own for own in servers)]
+
+
+def stop(*servers: LocalServer) -> None:
+    """Stop only these (``stop_all`` would also stop the servers of other tests in this process)."""
+    for server in servers:
+        server.stop()
+
+
 def test_starting_a_named_server_stops_the_one_started_before_under_that_name(tmp_path):
-    first, second, other = sleeper(tmp_path, "backend"), sleeper(tmp_path, "backend"), sleeper(tmp_path, "ui")
+    # Names of their own: a session fixture of another test module may run a server named "backend".
+    role, other_role = f"backend-{free_port()}", f"ui-{free_port()}"
+    first, second, other = sleeper(tmp_path, role), sleeper(tmp_path, role), sleeper(tmp_path, other_role)
     try:
         first.start(), other.start()
         second.start()  # a re-run notebook cell: a new LocalServer, the same role
 
         assert first.proc.returncode == -signal.SIGTERM and gone(first.pid)
         assert second.running and other.running
-        assert running_servers() == [other, second]
+        assert mine(first, second, other) == [other, second]
         first.start()  # and back: the second one is stopped in turn
-        assert not second.running and running_servers() == [other, first]
+        assert not second.running and mine(first, second, other) == [other, first]
     finally:
-        stop_all()
-    assert running_servers() == [] and not first.running and not other.running
+        stop(first, second, other)
+    assert mine(first, second, other) == [] and not first.running and not other.running
 
 
 def test_starting_a_server_again_stops_its_own_process_first(tmp_path):
@@ -114,18 +127,18 @@ def test_starting_a_server_again_stops_its_own_process_first(tmp_path):
         old = server.start().pid
         new = server.start().pid
         assert new != old and gone(old) and server.running
-        assert running_servers() == [server]
+        assert mine(server) == [server]
     finally:
         server.stop()
-    assert running_servers() == []
+    assert mine(server) == []
 
 
 def test_servers_without_a_name_run_side_by_side(tmp_path):
     servers = [sleeper(tmp_path).start() for _ in range(2)]
     try:
-        assert all(server.running for server in servers) and running_servers() == servers
+        assert all(server.running for server in servers) and mine(*servers) == servers
     finally:
-        stop_all()
+        stop(*servers)
     assert all(server.proc.returncode == -signal.SIGTERM for server in servers)
 
 

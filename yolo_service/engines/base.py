@@ -166,19 +166,25 @@ class DetectorBase(ABC):
         )
 
     def class_ids(self, classes: list[str] | None) -> list[int] | None:
-        """Ids of the class names ``classes`` (None: all classes).
+        """Ids of the class names ``classes``, each once (None: all classes).
+
+        Never more ids than the model has classes: Ultralytics' NMS builds an anchors x classes
+        matrix: a million names would cost 1.7 GB.
 
         Raises:
-            InvalidRequest: a name the model does not have.
+            InvalidRequest: names the model does not have; the message shows at most five of them.
         """
         if not classes:
             return None
         by_name = {name: i for i, name in self.names.items()}
-        unknown = [c for c in classes if c not in by_name]
+        unique = list(dict.fromkeys(classes))
+        unknown = [c for c in unique if c not in by_name]
         if unknown:
+            shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
             ordered = self.classes
             raise InvalidRequest(
-                f"model {self.spec.name!r} has no class {', '.join(map(repr, unknown))}; "
+                f"model {self.spec.name!r} has no class {shown}{more}; "
                 f"its classes are: {', '.join(ordered[:20])}{' …' if len(ordered) > 20 else ''}"
             )
-        return [by_name[c] for c in classes]
+        return [by_name[c] for c in unique]

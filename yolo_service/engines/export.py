@@ -1,36 +1,33 @@
-"""Export a model for the exported-model engines: ``.pt`` to ONNX, and ONNX to an INT8 OpenVINO IR.
+"""Export a model's ``.pt`` weights to ONNX (``yolo-service export NAME``), for the exported-model engines.
 
-``yolo-service export NAME`` (and the ``auto`` engine, on a model's first load) calls
-:func:`export_onnx`: Ultralytics does the export, so it needs torch (the ``serve`` extra).
-``yolo-service export NAME --int8`` then calls :func:`export_int8`: NNCF's post-training
-quantization (the ``export`` extra, never in the runtime image). Serving either file needs
-neither (:mod:`.exported`). Every heavy import is inside the function that needs it.
+Ultralytics does the export, so this step needs torch (the ``serve`` extra); serving the file
+does not (:mod:`.exported`). Both are imported inside the functions only. The ``auto`` engine calls
+:func:`export_onnx` on a model's first load; INT8 quantization is :mod:`.quantize`'s.
+
+This module imports nothing from the kit at module level: the backend Dockerfile copies this one file
+into its export stage and runs it as a script (``python export.py WEIGHTS.pt OUT.onnx``), so that
+editing the rest of the kit does not re-run the export (only an edit of this file does).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ..errors import ModelUnavailable
-from .base import ModelSpec
-from .ultralytics import import_ultralytics
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from PIL import Image
+    from .base import ModelSpec
 
-__all__ = ["export_int8", "export_onnx"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["export_onnx", "export_weights"]
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.-]+/)+")
+DEFAULT_IMGSZ = 640  # the COCO models' training size (ModelSpec's default)
 
 
 def export_onnx(
@@ -45,95 +42,70 @@ def export_onnx(
     location) are removed from its metadata.
     ``nms_free``: export a YOLO26 model's one-to-one head (``[1, 300, 6]``, no NMS to run).
 
-    The export runs on a copy of the weights in a scratch folder next to ``out``: Ultralytics writes
-    next to the weights it reads (the bundled folder may be read-only), and the file appears at
-    ``out`` whole, by one rename, so a server starting meanwhile never reads half of it.
+    Raises:
+        ModelUnavailable: the model has no ``.pt`` weights.
     """
-    import shutil
-
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install onnx at run time
-    import_ultralytics()
-    from ultralytics import YOLO
+    from ..errors import ModelUnavailable
+    from .ultralytics import import_ultralytics
 
     if spec.path.suffix != ".pt":
         raise ModelUnavailable(f"model {spec.name!r} has no .pt weights to export ({spec.path.name})")
-    target = out or spec.exported
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=target.parent) as scratch:
-        weights = Path(scratch) / spec.path.name
-        shutil.copyfile(spec.path, weights)
-        model = YOLO(str(weights), task="detect")
+    import_ultralytics()
+    return export_weights(spec.path, out or spec.exported, imgsz or spec.imgsz, simplify, nms_free)
+
+
+def export_weights(
+    weights: Path, out: Path, imgsz: int = DEFAULT_IMGSZ, simplify: bool = True, nms_free: bool = False
+) -> Path:
+    """Export the ``.pt`` file ``weights`` to the ONNX file ``out`` (what :func:`export_onnx` does for a spec)."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install onnx at run time
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # On a copy in a scratch folder next to ``out``: Ultralytics writes next to the weights it reads (the
+    # bundled folder may be read-only), and the file appears at ``out`` whole, by one rename, so a server
+    # starting meanwhile (the auto engine exports on first load) never reads half of it.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as scratch:
+        copy = Path(scratch) / weights.name
+        shutil.copyfile(weights, copy)
         with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
+            from ultralytics import YOLO
+
+            model = YOLO(str(copy), task="detect")
             options = {"nms": False} if nms_free else {}
-            written = Path(
-                model.export(format="onnx", imgsz=imgsz or spec.imgsz, dynamic=True, simplify=simplify, **options)
-            )
+            written = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify, **options))
         _clean_metadata(written)
-        os.replace(written, target)
-    return target
-
-
-def export_int8(onnx: Path, calibration: Iterable[Image.Image], out: Path | None = None) -> Path:
-    """Quantize a model's ONNX export to INT8 with NNCF; write the OpenVINO IR ``NAME.int8.xml`` (and ``.bin``).
-
-    ``calibration``: images like those the model will see (a few hundred); each is letterboxed as
-    the server letterboxes it, and NNCF measures the activations' ranges on them.
-
-    What stays in float, because the held-out mAP drops without it: the detection head (its box
-    regression and DFL decoding need more than 256 levels) and the SiLU activations' ``Sigmoid``
-    and ``Multiply`` (in float OpenVINO fuses each into the convolution before it; quantized, they
-    cost accuracy and time). The IR, not an ONNX file with QuantizeLinear/DequantizeLinear pairs:
-    OpenVINO runs its own INT8 graph faster, and that is the runtime that serves it.
-    """
-    import nncf
-    import openvino as ov
-
-    from .exported import _geometry, letterbox
-
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # else a line per operation it leaves in float
-
-    model = ov.Core().read_model(str(onnx))
-    info = model.get_rt_info()
-    metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
-    dims = [d.get_length() if d.is_static else -1 for d in model.input(0).get_partial_shape()]
-    size, stride = _geometry(dims, metadata)
-    tensors = [letterbox(image.convert("RGB"), size, stride)[0] for image in calibration]
-    if not tensors:
-        raise ModelUnavailable("no calibration images: INT8 quantization needs a few hundred images like the real ones")
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(tensors),
-        preset=nncf.QuantizationPreset.MIXED,
-        ignored_scope=nncf.IgnoredScope(
-            names=_head_operations(model), types=["Multiply", "Subtract", "Sigmoid"], validate=False
-        ),
-        subset_size=len(tensors),
-    )
-    target = out or onnx.with_name(onnx.name.removesuffix(".onnx") + ".int8.xml")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(target), compress_to_fp16=False)
-    return target
-
-
-def _head_operations(model: Any) -> list[str]:
-    """The names of the operations of an Ultralytics model's last module (``/model.N/…``, the Detect head)."""
-    names = [op.get_friendly_name() for op in model.get_ordered_ops()]
-    modules = {name.split("/")[1] for name in names if name.startswith("/model.")}
-    numbered = [m for m in modules if m[6:].isdigit()]
-    if not numbered:
-        logger.warning("no /model.N/ operations: the detection head cannot be told apart and is quantized too")
-        return []
-    head = max(numbered, key=lambda m: int(m[6:]))
-    return [name for name in names if name.startswith(f"/{head}/")]
+        os.replace(written, out)
+    return out
 
 
 def _clean_metadata(path: Path) -> None:
-    """Strip absolute paths (directories of the exporting machine) and the date from an ONNX file's metadata."""
+    """Make the file depend on the weights only: no absolute paths, no date, no intermediate shape hints.
+
+    Absolute paths (directories of the exporting machine) and the export date are stripped from the
+    metadata. The graph's ``value_info`` (shapes of intermediate tensors, optional hints that both
+    runtimes infer again) came out different from one export of the same weights to the next (2400 or
+    1701 entries): without it, the same weights give the same bytes, so a rebuilt image ships no new layer.
+    """
     import onnx
 
     model = onnx.load(str(path))
     kept = [(p.key, _ABSOLUTE_PATH.sub("", p.value)) for p in model.metadata_props if p.key != "date"]
-    del model.metadata_props[:]  # the export date too: the same weights give the same file
+    del model.metadata_props[:]
     for key, value in kept:
         model.metadata_props.add(key=key, value=value)
+    del model.graph.value_info[:]
     onnx.save(model, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python export.py WEIGHTS.pt OUT.onnx [--imgsz N]``: the backend image's export step."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
+    args = parser.parse_args(argv)
+    print(f"ok: {export_weights(args.weights, args.out, args.imgsz)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

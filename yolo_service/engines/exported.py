@@ -51,6 +51,7 @@ __all__ = [
     "compile_openvino",
     "decode_output",
     "exported_file",
+    "import_openvino",
     "letterbox",
     "nms",
 ]
@@ -322,11 +323,39 @@ class ExportedDetector(DetectorBase):
         return Found(boxes.tolist(), scores.tolist(), found.tolist())
 
 
+def import_openvino() -> Any:
+    """``import openvino``, without the usage report it sends when nobody chose (the kit sends no analytics).
+
+    Importing OpenVINO starts its telemetry (openvino-telemetry, Google Analytics): unless the user
+    opted out with ``opt_in_out --opt_out`` (which writes ``~/intel/openvino_telemetry``), it assumes
+    consent, writes a client id under ``~/intel`` and reports the import. OpenVINO turns its telemetry off
+    in CI jobs (``CI=true``), so the import runs with ``CI=true`` when no choice is recorded; an explicit
+    choice in that file is left to decide. Nothing is written and the environment is restored afterwards.
+    The images record the opt-out itself for their user (backend/Dockerfile).
+    """
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    consent_file = Path.home() / "intel" / "openvino_telemetry"
+    saved = os.environ.get("CI")
+    if not consent_file.is_file():
+        os.environ["CI"] = "true"
+    try:
+        import openvino
+    finally:
+        if saved is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = saved
+    return openvino
+
+
 def compile_openvino(path: Path, settings: Settings) -> Compiled:
     """``path`` on OpenVINO's CPU plugin: a LATENCY compilation now, a THROUGHPUT one in the background."""
     import numpy as np
-    import openvino as ov
 
+    ov = import_openvino()
     core = ov.Core()
     model = core.read_model(str(path))
     info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
@@ -385,7 +414,7 @@ def _takes_pixels(model: Any) -> Any:
     1 ms) happens inside the model instead, fused into its first layer, and the request path hands
     over the decoded pixels as they are.
     """
-    import openvino as ov
+    ov = import_openvino()
     from openvino.preprocess import PrePostProcessor
 
     steps = PrePostProcessor(model)
@@ -458,7 +487,9 @@ def _blank(dims: list[int], metadata: dict[str, str], pixels: bool = False) -> n
 
 
 def _cache_dir(settings: Settings) -> Path | None:
-    """OpenVINO's compiled-model cache: a directory in the weights directory, if it can be written."""
+    """OpenVINO's compiled-model cache: a directory in the weights directory, if it is on and can be written."""
+    if not settings.compile_cache:
+        return None
     path = settings.weights_dir / "openvino-cache"
     try:
         path.mkdir(parents=True, exist_ok=True)

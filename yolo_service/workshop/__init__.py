@@ -1,6 +1,7 @@
 """The workshop's helpers: what the notebooks, the CLI's workshop commands and the tests use around the kit.
 
 - :mod:`.teaching`: the real code on screen, checkpoints, the learners' copies of the notebooks;
+- :mod:`.checks`: checkpoints whose code would show the answer, called from the notebooks by name;
 - :mod:`.widgets`: an ipywidgets upload-and-predict demo (the Streamlit app's twin in Jupyter);
 - :mod:`.processes`: run the API or the UI as a background process on a free loopback port;
 - :mod:`.deploy`: every docker, compose and gcloud command of the deployment steps;

@@ -554,7 +554,7 @@ def measure_big_images(run: _Run, engine: EngineChoice, data: bytes) -> dict[str
 def export_int8_models(run: _Run) -> str | None:
     """INT8 OpenVINO models of ``shapes`` and ``shapes640`` in the run's weights; None, or why there are none."""
     from ..engines import export_target
-    from ..engines.export import export_int8
+    from ..engines.quantize import export_int8
     from ..models import ModelCatalog
     from .accuracy import calibration_scenes
 

@@ -11,6 +11,13 @@ restarts a wedged instance; ``--concurrency`` never exceeds what the server admi
 (``Settings.max_queue``), so a burst starts new instances instead of getting 503s. Both services
 get ``GOOGLE_CLOUD_PROJECT``: with it, their JSON log entries name the request's trace, and Cloud
 Logging groups them with Cloud Run's request log (:func:`trace_filter` finds one request's).
+
+Public services use ``--no-invoker-iam-check``, the way Cloud Run's documentation recommends
+(https://cloud.google.com/run/docs/authenticating/public): ``--allow-unauthenticated`` grants the
+invoker role to ``allUsers``, which an organisation's domain-restricted sharing policy refuses (a
+school's or a company's project). Environment variables are set with ``--update-env-vars``:
+``--set-env-vars`` first removes every variable the service has, such as an API key added later
+(https://cloud.google.com/sdk/gcloud/reference/run/deploy).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ __all__ = [
     "backend_url_command",
     "build_push_commands",
     "cleanup_commands",
+    "cloud_build_bucket",
     "cloud_build_command",
     "compose_down_command",
     "compose_up_command",
@@ -203,12 +211,12 @@ def deploy_backend_command(config: DeployConfig, settings: Settings | None = Non
         config.backend_service,
         f"--image={config.backend_image}",
         *_scope(config),
-        "--allow-unauthenticated",
+        "--no-invoker-iam-check",  # public, without an allUsers binding
         f"--port={BACKEND_PORT}",
         f"--memory={BACKEND_MEMORY[config.backend_target]}",
         f"--cpu={BACKEND_CPU}",
         f"--concurrency={concurrency}",
-        f"--set-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency},GOOGLE_CLOUD_PROJECT={config.project}",
+        f"--update-env-vars=YOLO_SERVICE_MAX_QUEUE={concurrency},GOOGLE_CLOUD_PROJECT={config.project}",
         f"--max-instances={config.max_instances}",
         "--timeout=60",  # seconds per request: a prediction takes well under one
         "--cpu-boost",  # more CPU while the model loads
@@ -233,11 +241,11 @@ def deploy_frontend_command(config: DeployConfig, backend_url: str) -> list[str]
         config.frontend_service,
         f"--image={config.frontend_image}",
         *_scope(config),
-        "--allow-unauthenticated",
+        "--no-invoker-iam-check",  # public, without an allUsers binding
         f"--port={FRONTEND_PORT}",
         f"--memory={FRONTEND_MEMORY}",
         f"--cpu={FRONTEND_CPU}",
-        f"--set-env-vars=BACKEND_URL={backend_url},GOOGLE_CLOUD_PROJECT={config.project}",
+        f"--update-env-vars=BACKEND_URL={backend_url},GOOGLE_CLOUD_PROJECT={config.project}",
         "--session-affinity",
         "--timeout=3600",
         "--max-instances=1",
@@ -282,7 +290,11 @@ def logging_read_command(config: DeployConfig, log_filter: str, *, limit: int = 
 
 
 def cleanup_commands(config: DeployConfig) -> list[list[str]]:
-    """Delete everything the path created: both services, both images, then the repository."""
+    """Delete everything the path created: both services, both images, the repository, Cloud Build's bucket.
+
+    ``gcloud builds submit`` uploads the sources to the bucket ``gs://PROJECT_cloudbuild`` (its
+    ``--gcs-source-staging-dir``); deleting it is last, and says "not found" if Cloud Build was never used.
+    """
     services = [
         ["gcloud", "run", "services", "delete", name, *_scope(config), "--quiet"]
         for name in (config.frontend_service, config.backend_service)
@@ -301,7 +313,21 @@ def cleanup_commands(config: DeployConfig) -> list[list[str]]:
         f"--project={config.project}",
         "--quiet",
     ]
-    return [*services, *images, repository]
+    bucket = [
+        "gcloud",
+        "storage",
+        "rm",
+        "--recursive",
+        cloud_build_bucket(config),
+        f"--project={config.project}",
+        "--quiet",
+    ]
+    return [*services, *images, repository, bucket]
+
+
+def cloud_build_bucket(config: DeployConfig) -> str:
+    """The bucket ``gcloud builds submit`` creates for the project's uploaded sources."""
+    return f"gs://{config.project}_cloudbuild"
 
 
 def compose_up_command(compose_file: str | Path = "docker-compose.yml") -> list[str]:

@@ -5,7 +5,8 @@
 - :func:`check` is what a checkpoint cell calls, once per part of the exercise: it prints a success
   message, or raises :class:`NotYet`, one line that names the part and gives a hint, graded: the first
   failure of a part gets a nudge, the next ones a pointer to the documentation or the kit's code (never
-  the answer). Jupyter shows that line alone, without a traceback.
+  the answer). A failure with another cause than the part's previous one starts again at the nudge.
+  Jupyter shows that line alone, without a traceback.
 - :func:`strip_solutions` and :func:`write_student_notebook` make the learners' copies
   (``make student``): every block between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` in a code
   cell becomes one line ``...  # your code here`` at the block's indentation; the hint comments
@@ -20,8 +21,8 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import sys
 import textwrap
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +200,9 @@ class NotYet(AssertionError):
         return [f"\033[31m❌ {self}\033[0m"]
 
 
-_failures: Counter[str] = Counter()  # failures of each part so far, in this kernel: the grade of its next hint
+#: Each part's last failure, in this kernel: its cause, and how many times in a row it failed so.
+_failures: dict[str, tuple[str, int]] = {}
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+")
 
 
 def _one_line(exc: Exception) -> str:
@@ -218,7 +221,9 @@ def _one_line(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "…"
 
 
-def check(condition: bool | Callable[[], Any], success: str, hint: str | Sequence[str]) -> None:
+def check(
+    condition: bool | Callable[[], Any], success: str, hint: str | Sequence[str], *, part: str | None = None
+) -> None:
     """One part of a checkpoint: print ``✅ success`` when ``condition`` holds, else raise :class:`NotYet`.
 
     Args:
@@ -227,23 +232,37 @@ def check(condition: bool | Callable[[], Any], success: str, hint: str | Sequenc
             fails the part, with a one-line summary of it before the hint, instead of a traceback.
         success: what the learner got right, printed when it holds; it also names the part.
         hint: what to try, or hints from the gentlest to the most precise: the first failure of this
-            part shows the first, each further failure the next (the last one stays).
+            part shows the first, each further failure with the same cause the next (the last one stays).
+        part: what identifies the part from one run of the cell to the next; by default, the line that
+            calls ``check`` (the texts may change between runs: a port picked fresh, a size).
     """
+    if part is None:  # Jupyter names a cell's code after its text: the same cell run again, the same name
+        caller = sys._getframe(1)
+        part = f"{caller.f_code.co_filename}:{caller.f_lineno}"
     if callable(condition):
         try:
             condition = condition()
         except Exception as exc:  # any failure of the learner's code means "not yet"
-            _fail(success, hint, f" ({_one_line(exc)})")
+            _fail(part, hint, f" ({_one_line(exc)})")
     if not condition:
-        _fail(success, hint, "")
+        _fail(part, hint, "")
+    _failures.pop(part, None)
     print(f"✅ {success}")
 
 
 def _fail(part: str, hint: str | Sequence[str], detail: str) -> NoReturn:
-    """Raise the hint this part has earned: the next one on each failure, then the last one again."""
+    """Raise the hint this part has earned: the next one on each failure with the same cause, then the last one.
+
+    The cause is what the learner reads first, the detail and the nudge, with its numbers blanked: a port
+    or a size picked fresh on each run is the same cause; another exception, or another answer quoted in
+    the nudge, is a new one, and gets the nudge first.
+    """
     hints = [hint] if isinstance(hint, str) else list(hint)
-    grade = min(_failures[part], len(hints) - 1)
-    _failures[part] += 1
+    cause = _NUMBERS.sub("#", f"{detail} {hints[0]}")
+    last_cause, times = _failures.get(part, (cause, 0))
+    times = times if last_cause == cause else 0
+    grade = min(times, len(hints) - 1)
+    _failures[part] = (cause, times + 1)
     more = " (stuck? run this cell again for a pointer)" if grade + 1 < len(hints) else ""
     raise NotYet(f"Not yet{detail}: {hints[grade]}{more}") from None
 

@@ -67,10 +67,17 @@ class PredictDemo(widgets.VBox):
         )
 
     def _select_upload(self, change: dict[str, object]) -> None:
-        """An upload selects itself: Predict then runs on the file just uploaded, not on the sample shown."""
+        """An upload selects itself and shows: Predict then runs on it; the previous image's boxes and table go."""
         if change["new"]:
             self.sample.value = UPLOAD
             name = self.upload.value[0]["name"]
+            self.result, self.table.value = None, ""
+            try:
+                self.image.value = encode_image(load_image(bytes(self.upload.value[0]["content"])))
+            except YoloServiceError as exc:  # Predict would refuse it too: say so now, show nothing stale
+                self.image.value = b""
+                self.status.value = f"<span style='color:#b00'>{html.escape(f'{name}: {exc}')}</span>"
+                return
             self.status.value = f"{html.escape(name)} uploaded: press Predict."
 
     def _image_bytes(self) -> bytes | None:
