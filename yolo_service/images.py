@@ -19,6 +19,7 @@ import io
 import math
 import os
 import re
+import struct
 import sys
 import time
 import warnings
@@ -46,8 +47,8 @@ __all__ = [
 # (tests/unit/test_images_fuzz.py): OSError ("image file is truncated", "broken data stream",
 # WebP "could not create decoder object"), SyntaxError and ValueError (bad PNG/JPEG structure,
 # oversized PNG text), EOFError, and, from mutated TIFF headers, TypeError and OverflowError
-# (a tag of the wrong type or size used as a file offset).
-CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError)
+# (a tag of the wrong type or size used as a file offset); struct.error from an EXIF block cut short.
+CORRUPT_FILE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, OverflowError, struct.error)
 
 #: The formats decoded by libjpeg, which can decode at 1/2, 1/4 or 1/8 scale (Pillow's draft mode).
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -362,7 +363,7 @@ def _orientation(image: Image.Image) -> int:
         return 1
     try:
         value = image.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, struct.error):
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
