@@ -22,12 +22,15 @@ import pytest
 from yolo_service import Client
 from yolo_service.errors import (
     BackendUnreachable,
+    ClientDisconnected,
+    HeadersTooLarge,
     ImageTooLarge,
     InternalError,
     InvalidImage,
     InvalidRequest,
     MethodNotAllowed,
     Overloaded,
+    RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
     UnknownModel,
@@ -180,6 +183,9 @@ def test_ready_raises_when_nothing_answers():
         (413, ImageTooLarge),
         (415, UnsupportedImageFormat),
         (422, InvalidRequest),
+        (408, RequestTimeout),
+        (431, HeadersTooLarge),
+        (499, ClientDisconnected),  # nginx's "the client left"
         (500, InternalError),
         (503, ServiceUnavailable),
         (418, YoloServiceError),  # a status the API never answers: the base class

@@ -297,3 +297,58 @@ def test_an_image_with_an_exif_block_cut_short_is_served_not_a_500(client):
     response = client.post("/predict", json={"image": encode_base64(buffer.getvalue()), "model": "shapes"})
     assert response.status_code == 200, response.text
     assert response.json()["image"] == {"width": 160, "height": 120}
+
+
+# --- the request head ----------------------------------------------------------------------------------------------
+
+
+def head_of(client: TestClient, extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """The header lines the test client sends to /version with ``extra``."""
+    return client.build_request("GET", "/version", headers=extra).headers.raw
+
+
+def test_headers_exactly_at_the_count_are_read_one_more_is_431(weights_dir):
+    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, max_header_count=20)
+    with TestClient(create_app(settings)) as limited:
+        default = len(head_of(limited, {}))
+        at_limit = {f"x-h{i}": "v" for i in range(20 - default)}
+        assert len(head_of(limited, at_limit)) == 20
+        assert limited.get("/version", headers=at_limit).status_code == 200
+        over = limited.get("/version", headers={**at_limit, "x-one-more": "v"})
+        body = assert_error(over, 431, "HeadersTooLarge")
+        assert "21 headers" in body["detail"] and over.headers["connection"] == "close"
+
+
+def test_header_bytes_exactly_at_the_limit_are_read_one_more_is_431(weights_dir):
+    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, max_header_bytes=2048)
+    with TestClient(create_app(settings)) as limited:
+        size = sum(len(name) + len(value) + 4 for name, value in head_of(limited, {"x-pad": ""}))  # "name: value\r\n"
+        at_limit = {"x-pad": "p" * (2048 - size)}
+        assert limited.get("/version", headers=at_limit).status_code == 200
+        over = limited.get("/version", headers={"x-pad": "p" * (2048 - size + 1)})
+        assert "2,049 bytes" in assert_error(over, 431, "HeadersTooLarge")["detail"]
+
+
+def test_the_body_limit_also_counts_a_streamed_body_on_any_other_route(settings):
+    """The API's only routes with a body are the predict ones (counted as Admission reads them); a route
+    added later that reads a body is covered too: the same limit, counted as the bytes arrive."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from yolo_service.api import BodyLimit
+
+    async def echo(request):
+        return JSONResponse(len(await request.body()))
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+    app.add_middleware(BodyLimit, settings=settings)
+    limit = settings.max_body_bytes
+
+    def chunks(size: int):
+        for start in range(0, size, 4096):
+            yield b"x" * min(4096, size - start)
+
+    with TestClient(app) as plain:
+        assert plain.post("/echo", content=chunks(limit)).json() == limit
+        assert plain.post("/echo", content=chunks(limit + 1)).status_code == 413

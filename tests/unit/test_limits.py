@@ -379,3 +379,69 @@ def test_a_scaled_detection_stays_within_the_bounds_given():
     assert d.scaled(2, 2, bounds=(50, 70)).box == (20, 40, 50, 70)  # 60 and 80 clipped to the image
     assert d.scaled(2, 2, bounds=(100, 100)).box == (20, 40, 60, 80)  # inside: unchanged
     assert d.scaled(2, 2).box == (20, 40, 60, 80)
+
+
+# --- what decoding will cost, worked out by hand --------------------------------------------------------------
+
+
+def opened(image: Image.Image, format: str, **options: object) -> tuple[Image.Image, bytes]:
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    data = buffer.getvalue()
+    return Image.open(io.BytesIO(data)), data
+
+
+@pytest.mark.parametrize(
+    ("mode", "cost"),
+    [
+        ("RGB", 5000 * 4 + 2 * (300 + 1)),  # 4 bytes a pixel; PNG: two rows of 3 samples of 8 bits (+1 filter byte)
+        ("L", 5000 * 1 + 2 * (100 + 1)),  # 1 byte a pixel, one sample
+        ("I;16", 5000 * 2 + 5000 * 4 + 2 * (200 + 1)),  # 2 bytes, a 4-byte working copy to shrink, 16-bit samples
+        ("P", 5000 * 1 + 5000 * 4 + 2 * (13 + 1)),  # indices, an RGB working copy; 1-bit samples (one colour)
+        ("RGBA", 5000 * 4 + 5000 * 4 + 2 * (400 + 1)),  # a premultiplied copy; four samples
+        ("LA", 5000 * 4 + 5000 * 4 + 2 * (200 + 1)),  # grey + alpha: two samples
+    ],
+)
+def test_the_decode_cost_of_a_100x50_png(mode, cost):
+    from yolo_service.images import decode_cost
+
+    image, data = opened(Image.new(mode, (100, 50)), "PNG")
+    assert decode_cost(image, image.size, data) == cost
+
+
+def test_the_decode_cost_of_webp_tiff_and_jpeg():
+    from yolo_service.images import decode_cost, jpeg_scans
+
+    image, data = opened(Image.new("RGB", (100, 50)), "WEBP")
+    assert decode_cost(image, image.size, data) == 5000 * 4 + 3 * 5000 * 4  # libwebp's RGBA, a copy, a conversion
+    image, data = opened(Image.new("RGB", (100, 50)), "TIFF")
+    assert decode_cost(image, image.size, data) == 5000 * 4 * 2  # a strip as large as the image, at most
+    image, data = opened(Image.new("RGB", (100, 50)), "JPEG")
+    assert jpeg_scans(data) == 1 and decode_cost(image, image.size, data, jpeg_scans(data)) == 5000 * 4
+    image, data = opened(Image.new("RGB", (100, 50)), "JPEG", progressive=True, subsampling=2)
+    assert jpeg_scans(data) > 1
+    # Progressive 4:2:0: every coefficient is kept, 2 bytes each. Luma: 13x7 blocks of 64; each chroma
+    # plane at half size (50x25 pixels): 7x4 blocks.
+    coefficients = (13 * 7 + 2 * 7 * 4) * 64 * 2
+    assert decode_cost(image, image.size, data, jpeg_scans(data)) == 5000 * 4 + coefficients
+
+
+def test_the_decode_cost_counts_what_shrinking_makes():
+    """1000x500 to 100: box-reduced by 3 (the result stays 3x the target) to 334x167, then resampled in two
+    passes (100x167, then 100x50), 4 bytes a pixel each."""
+    from yolo_service.images import decode_cost
+
+    image, data = opened(Image.new("RGB", (1000, 500)), "PNG")
+    full = 500_000 * 4 + 2 * (3000 + 1)
+    assert decode_cost(image, image.size, data, target_size=1000) == full  # no shrinking
+    assert decode_cost(image, image.size, data, target_size=100) == full + 4 * (334 * 167 + 100 * 167 + 100 * 50)
+
+
+def test_a_png_is_not_mirrored_and_the_caller_s_image_is_left_as_it_was():
+    image = Image.new("RGB", (20, 10), (255, 0, 0))
+    image.paste((0, 0, 255), (10, 0, 20, 10))  # left red, right blue
+    decoded = load_image(encode_image(image))
+    assert decoded.getpixel((0, 0)) == (255, 0, 0) and decoded.getpixel((19, 0)) == (0, 0, 255)
+    image.info["dpi"] = (72, 72)
+    load_image(image)
+    assert image.info == {"dpi": (72, 72)}  # the caller's image: copied before any change
