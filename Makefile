@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make run    set up the virtualenv and run the API + the UI (offline: the bundled shapes model)
 #   make test   set up the virtualenv and run every test (unit, API, e2e, browser, images, notebooks, lint)
-# Codespaces / internet: `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the
-# small CPU-only torch instead of the multi-GB default build.
+# torch comes from PyTorch's CPU index (the small CPU-only build) when it answers within 3 s, else from
+# the default index, with one line saying so (scripts/torch_index.py). `make install TORCH_INDEX=URL`
+# chooses the index; `TORCH_INDEX=` (empty) the default one. Asked only when the venv is (re)built.
 
 VENV ?= .venv
 PYTHON ?= python3
-TORCH_INDEX ?=
+TORCH_INDEX ?= $(shell $(PYTHON) scripts/torch_index.py)
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-stamp

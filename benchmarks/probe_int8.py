@@ -1,4 +1,8 @@
-"""Would INT8 make the exported engine twice as fast as PyTorch? A probe (a benchmark, not a test).
+"""Would INT8 make the exported engine twice as fast as PyTorch? The probe that chose the kit's INT8 recipe.
+
+What it found is now ``yolo-service export NAME --int8`` (yolo_service/engines/export.py: the head
+and the SiLU fusion in float, OpenVINO's IR), judged by held-out mAP in ``yolo-service bench``
+rather than by per-box IoU with PyTorch, which INT8 cannot meet by construction. Kept as the record.
 
 The target: the default exported engine's in-process p50 at most half PyTorch's, at a
 precision whose boxes still match PyTorch's (IoU >= 0.95 per confident box). On a CPU with bf16
@@ -11,9 +15,8 @@ Variants: ``f32`` (what the kit serves); ``int8`` (every convolution, the SiLU a
 float so that OpenVINO fuses them); ``int8-head-f32`` (the detection head in float as well, as
 Ultralytics' own OpenVINO INT8 export does).
 
-Run (NNCF is not one of the kit's dependencies; it pulls scikit-learn and scipy):
+Run (NNCF comes with the ``export`` extra, part of ``dev``; it pulls scikit-learn and scipy):
 
-    .venv/bin/pip install nncf
     PYTHONPATH=. .venv/bin/python benchmarks/probe_int8.py [--calibration 100] [--scenes 30]
 """
 

@@ -348,7 +348,10 @@ def show_result() -> None:
     count.metric("Detections", len(result.detections))
     show_request_id(result.request_id)
     st.image(saved["annotated"])
-    st.text(f"{saved['name']} — model {result.model}")  # a caption would be Markdown, and the name is the backend's
+    engine = f", engine {result.engine}" if result.engine else ""  # older backends do not say
+    st.text(
+        f"{saved['name']} — model {result.model}{engine}"
+    )  # a caption would be Markdown, and the name is the backend's
     st.dataframe(
         [
             {

@@ -885,7 +885,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def ready(svc: ServiceDep) -> ReadyResponse:
         if not svc.ready.is_set():
             raise NotReady(svc.load_error or "the default model is still loading")
-        return ReadyResponse(default_model=svc.registry.default_model())
+        detector = svc.registry.get(svc.registry.default_model())
+        return ReadyResponse(default_model=detector.spec.name, engine=detector.engine, precision=detector.precision)
 
     @app.get("/models", summary="The names of the models this service can serve")
     def models(svc: ServiceDep) -> list[str]:
@@ -901,7 +902,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default = svc.ready.is_set() and registry.default_model() == registry.catalog.spec(name).name
         info = registry.catalog.info(name, loaded=registry.loaded(name), default=default)
         if info.loaded:
-            info.classes = registry.get(name).classes
+            detector = registry.get(name)
+            info.classes, info.engine, info.precision = detector.classes, detector.engine, detector.precision
         return info
 
     predict_errors = _responses(400, 404, 408, 413, 415, 422, 503)
@@ -959,7 +961,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def log_prediction(response: PredictResponse) -> None:  # in the worker thread, within the request's context
         size = f"{response.image.width}x{response.image.height}"
-        logs.annotate(model=response.model, engine=settings.engine, image_size=size)
+        logs.annotate(model=response.model, engine=response.engine or settings.engine, image_size=size)
 
     service.registry.on_predict.append(log_prediction)
     return app

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +26,10 @@ from .config import get_settings
 from .errors import YoloServiceError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .schema import PredictResponse
+
 
 __all__ = ["main"]
 
@@ -118,8 +123,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _print_table(response: PredictResponse) -> None:
+    engine = f" on {response.engine}" if response.engine else ""
     print(
-        f"model {response.model}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
+        f"model {response.model}{engine}: {len(response.detections)} detections in {response.time * 1000:.0f} ms "
         f"({response.image.width}x{response.image.height})"
     )
     if response.detections:
@@ -176,7 +182,8 @@ def _check(args: argparse.Namespace) -> int:
             model = args.model or ("shapes" if "shapes" in names else None)
             result = client.predict(image, model)
             found = ", ".join(f"{d.class_name} {d.confidence:.2f}" for d in result.detections) or "nothing"
-            report(True, f"POST /predict ({result.model})", f"{found} in {result.time * 1000:.0f} ms")
+            served = f"{result.model} on {result.engine}" if result.engine else result.model  # older servers: no engine
+            report(True, f"POST /predict ({served})", f"{found} in {result.time * 1000:.0f} ms")
             if result.model == "shapes":
                 for shape in shapes:
                     best = max(
@@ -211,7 +218,7 @@ def _models(args: argparse.Namespace) -> int:
     states = {name: catalog.state(name) for name in catalog.names()}
     for name, state in states.items():
         spec = catalog.spec(name)
-        print(f"{name:<12}{spec.source:<9}{state:<24}{spec.description}")
+        print(f"{name:<12}{spec.source:<9}{state:<24}{catalog.engine(name):<13}{spec.description}")
     engine = catalog.settings.engine
     print(f"weights directory: {catalog.weights_dir}; engine: {engine} (YOLO_SERVICE_ENGINE)")
     if "not exported yet" in states.values():
@@ -253,18 +260,53 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Export a model to ONNX next to its weights, for the torch-free engines."""
-    from .engines import ENGINES
+    """Export a model to ONNX next to its weights, for the torch-free engines; with --int8, quantize it too."""
+    from .engines import ENGINES, export_target
     from .engines.export import export_onnx
+    from .engines.quantize import export_int8
     from .models import ModelCatalog
 
-    catalog = ModelCatalog()
+    catalog = ModelCatalog(
+        get_settings().model_copy(update={"engine": "ultralytics"})
+    )  # the .pt, downloaded if need be
     catalog.download(args.name)
+    spec = catalog.spec(args.name)
     out = Path(args.out) if args.out else None
-    path = export_onnx(catalog.spec(args.name), out, imgsz=args.imgsz, nms_free=args.nms_free)
+    if args.int8:
+        onnx = export_onnx(spec, Path(tempfile.mkdtemp(prefix="yolo-service-int8-")) / f"{spec.name}.onnx", args.imgsz)
+        images = _calibration_images(args.calibration, spec.name, args.calibration_images)
+        path = export_int8(onnx, images, out or export_target(spec, catalog.settings).with_suffix(".int8.xml"))
+        shutil.rmtree(onnx.parent, ignore_errors=True)
+        print(f"ok: {path} (serve it with YOLO_SERVICE_PRECISION=int8)")
+        return 0
+    path = export_onnx(spec, out or export_target(spec, catalog.settings), imgsz=args.imgsz, nms_free=args.nms_free)
     torch_free = " or ".join(name for name, engine in ENGINES.items() if not engine.torch)
-    print(f"ok: {path} (serve it with YOLO_SERVICE_ENGINE={torch_free})")
+    print(f"ok: {path} (the default engine, auto, serves it with {torch_free})")
     return 0
+
+
+def _calibration_images(folder: str | None, model: str, count: int) -> list[Image.Image]:
+    """INT8 calibration images: up to ``count`` images of ``folder``, or for ``shapes`` generated scenes.
+
+    Raises:
+        InvalidRequest: no folder for a model other than ``shapes``, or a folder with no image.
+    """
+    from .errors import InvalidRequest
+    from .images import load_image
+
+    if folder is None:
+        if model != "shapes":
+            raise InvalidRequest(
+                f"INT8 calibration needs images like {model!r} will see: pass --calibration DIR (a few hundred images)"
+            )
+        from .workshop.accuracy import calibration_scenes  # never the held-out scenes the benchmark scores on
+
+        return calibration_scenes(count)
+    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)[:count]
+    if not files:
+        raise InvalidRequest(f"no images in {folder} ({', '.join(sorted(suffixes))})")
+    return [load_image(str(p)) for p in files]
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -342,13 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.set_defaults(func=_download)
 
-    p = sub.add_parser("export", help="export a model to ONNX next to its weights (for the torch-free engines)")
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX next to its weights (the auto engine does it on first load); "
+        "--int8: an INT8 OpenVINO model too",
+    )
     p.add_argument("name", help="a model: yolo26n, shapes, or NAME for NAME.pt in the weights directory")
     p.add_argument(
         "--imgsz", type=int, default=None, help="longest input side (default: the model's); the shape is dynamic"
     )
-    p.add_argument("--out", default=None, help="write the ONNX file here instead")
+    p.add_argument("--out", default=None, help="write the ONNX file (or with --int8, the .xml) here instead")
     p.add_argument("--nms-free", action="store_true", help="YOLO26: export the end-to-end head (no NMS at run time)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize to INT8 with NNCF (the export extra) into NAME.int8.xml; serve with YOLO_SERVICE_PRECISION=int8",
+    )
+    p.add_argument(
+        "--calibration", default=None, help="--int8: a folder of images like the real ones (shapes: generated scenes)"
+    )
+    p.add_argument("--calibration-images", type=int, default=300, help="--int8: how many calibration images")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="benchmark engines, the HTTP server and memory: bench.json + bench.png")

@@ -16,17 +16,33 @@ from typing import Annotated, Literal, get_args
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ENGINE_NAMES", "EngineName", "Settings", "available_cpus", "get_settings"]
+__all__ = [
+    "ENGINE_CHOICES",
+    "ENGINE_NAMES",
+    "EngineChoice",
+    "EngineName",
+    "Precision",
+    "Settings",
+    "available_cpus",
+    "get_settings",
+]
 
 MiB = 1024 * 1024
 
-#: The values of ``YOLO_SERVICE_ENGINE``. ultralytics: PyTorch, the reference (any ``.pt``);
-#: openvino / onnxruntime: the model's exported ``NAME.onnx`` with no torch (``yolo-service export NAME``).
+#: The engines. ultralytics: PyTorch, the reference (any ``.pt``); openvino / onnxruntime: the
+#: model's exported ``NAME.onnx`` with no torch (``yolo-service export NAME``, or made on first load).
 #: Written here, in the torch-free core, because the settings validate against it; the engine
 #: registry (:data:`yolo_service.engines.ENGINES`) maps each name to its loader and refuses to import
 #: if the two disagree, and the CLI and the benchmark read the names from there.
 EngineName = Literal["ultralytics", "openvino", "onnxruntime"]
 ENGINE_NAMES: tuple[EngineName, ...] = get_args(EngineName)
+#: The values of ``YOLO_SERVICE_ENGINE``: ``auto`` (the fastest engine that can serve each model
+#: here, :func:`yolo_service.engines.choose_engine`) or one engine, forced.
+EngineChoice = Literal["auto", "ultralytics", "openvino", "onnxruntime"]
+ENGINE_CHOICES: tuple[EngineChoice, ...] = get_args(EngineChoice)
+#: ``YOLO_SERVICE_PRECISION``: what the exported engines compute in. auto: OpenVINO's default (bf16
+#: where the CPU has it, else f32); int8: the model's quantized file (``yolo-service export NAME --int8``).
+Precision = Literal["auto", "f32", "bf16", "f16", "int8"]
 
 
 def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -146,14 +162,14 @@ class Settings(BaseSettings):
     # Copies of each model serving requests in parallel, each on threads // replicas torch threads.
     # One copy per core measured best under concurrent load (benchmarks/bench_predict.py).
     replicas: int = Field(default_factory=lambda: min(available_cpus(), 4), ge=1, le=16)
-    # See EngineName; the slim image sets openvino.
-    engine: EngineName = "ultralytics"
+    # See EngineChoice: auto serves each model on the fastest engine that can serve it here.
+    engine: EngineChoice = "auto"
     # OpenVINO's compiled models in WEIGHTS_DIR/openvino-cache, when it can be written: the next start compiles
     # in a third of the time. The images turn it off: a container starts with an empty filesystem (in memory
     # on Cloud Run), so a cache would cost RAM and never be reused.
     compile_cache: bool = True
-    # OpenVINO's inference precision; auto: its default (bf16 where the CPU has it, else f32).
-    precision: Literal["auto", "f32", "bf16", "f16"] = "auto"
+    # See Precision: int8 serves NAME.int8.xml (or NAME.int8.onnx), written by `yolo-service export NAME --int8`.
+    precision: Precision = "auto"
     confidence: float = Field(0.25, ge=0.0, le=1.0)
     iou: float = Field(0.7, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=1000)
@@ -211,7 +227,8 @@ class Settings(BaseSettings):
     def worker_slots(self) -> int:
         """How many requests may hold decoded pixels at once: ``workers``, else a default per engine.
 
-        PyTorch: one per model replica. Exported engines: two per thread, so that while every CPU
+        PyTorch: one per model replica. Exported engines (and ``auto``, which picks one wherever it
+        can): two per thread, so that while every CPU
         runs an inference, the next images are already decoded and waiting (with one per thread,
         a CPU idled while the next request was read and decoded: 17 instead of 19 requests/s at
         4 clients on 2 CPUs).

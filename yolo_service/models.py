@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, get_settings
-from .engines import ENGINES, DetectorBase, ModelSpec, load_detector
+from .engines import DetectorBase, ModelSpec, choose_engine, load_detector, torch_usable, weights_file
 from .engines.ultralytics import configure_ultralytics, import_ultralytics
 from .errors import ModelUnavailable, UnknownModel
 from .schema import ImageInfo, ModelInfo, PredictResponse
@@ -104,7 +104,7 @@ class ModelCatalog:
 
     def available(self, name: str) -> bool:
         """True when the weights are on disk (the ONNX file for an exported-model engine), so it loads offline."""
-        return self._weights(self.spec(name)).is_file()
+        return self._weights(self.spec(name)) is not None
 
     def state(self, name: str) -> str:
         """Whether the configured engine can serve ``name``, in a few words (``yolo-service models``).
@@ -113,17 +113,21 @@ class ModelCatalog:
         first use (PyTorch, online); an exported-model engine needs ``yolo-service export NAME`` first.
         """
         spec = self.spec(name)
-        if self._weights(spec).is_file():
+        if self._weights(spec) is not None:
             return "on disk"
-        if not ENGINES[self.settings.engine].torch:
+        if not torch_usable(self.settings):
             return "not exported yet"
         if spec.source != "coco":
             return "weights missing"
         return "not available offline" if self.settings.offline else "downloads on first use"
 
-    def _weights(self, spec: ModelSpec) -> Path:
-        """The file the configured engine loads: the ``.pt`` (or a user's ``.onnx``) for Ultralytics, else ONNX."""
-        return ENGINES[self.settings.engine].weights(spec)
+    def _weights(self, spec: ModelSpec) -> Path | None:
+        """The file the configured engine loads, if on disk: the ``.pt`` (or a user's ``.onnx``), or the export."""
+        return weights_file(spec, self.settings)
+
+    def engine(self, name: str) -> str:
+        """The engine that serves (or would serve) ``name`` with these settings (``auto`` resolved)."""
+        return choose_engine(self.spec(name), self.settings)
 
     def download(self, name: str) -> Path:
         """Make sure ``name``'s weights are on disk, downloading COCO weights if needed.
@@ -132,9 +136,9 @@ class ModelCatalog:
             ModelUnavailable: offline, or the download failed; the message says what to do.
         """
         spec = self.spec(name)
-        if self._weights(spec).is_file():
-            return self._weights(spec)
-        if not ENGINES[self.settings.engine].torch:  # an exported-model engine: no torch here to export with
+        if (found := self._weights(spec)) is not None:
+            return found
+        if not torch_usable(self.settings):  # an exported-model engine: no torch here to export with
             raise ModelUnavailable(
                 f"model {name!r} has no exported file {spec.exported.name} for the {self.settings.engine} engine: "
                 f"run `yolo-service export {name}` where the serve extra is installed, or choose one of: "
@@ -145,6 +149,10 @@ class ModelCatalog:
         hint = self._offline_hint(name)
         if self.settings.offline:
             raise ModelUnavailable(f"model {name!r} is not available offline: {hint}")
+        if not _online():  # before importing Ultralytics and torch (seconds) only to learn there is no network
+            raise ModelUnavailable(
+                f"could not download model {name!r} (no network: {DOWNLOAD_HOST} is unknown): {hint}"
+            )
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         import_ultralytics()
         from ultralytics.utils.downloads import attempt_download_asset  # shows a progress bar
@@ -172,9 +180,24 @@ class ModelCatalog:
             description=spec.description,
             classes=classes,
             loaded=loaded,
-            available_offline=self._weights(spec).is_file(),
+            available_offline=self._weights(spec) is not None,
             default=default,
+            engine=self.engine(name),
         )
+
+
+DOWNLOAD_HOST = "github.com"  # where Ultralytics downloads COCO weights from
+
+
+def _online() -> bool:
+    """Whether the weights' host has an address: a DNS lookup, milliseconds, where importing torch takes seconds."""
+    import socket
+
+    try:
+        socket.getaddrinfo(DOWNLOAD_HOST, 443)
+    except OSError:
+        return False
+    return True
 
 
 @functools.cache
@@ -326,6 +349,7 @@ class ModelRegistry:
         width, height = original_size or picture.size
         response = PredictResponse(
             model=detector.spec.name,
+            engine=detector.engine,
             detections=detections,
             time=round(elapsed, 4),
             image=ImageInfo(width=width, height=height),

@@ -143,6 +143,7 @@ class PredictResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model: str
+    engine: str | None = Field(None, description="the engine that ran the model: openvino, onnxruntime or ultralytics")
     detections: list[Detection] = []
     time: float = Field(description="the model's processing time, seconds")
     image: ImageInfo
@@ -168,6 +169,9 @@ class ReadyResponse(BaseModel):
 
     status: Literal["ready"] = "ready"
     default_model: str
+    # Optional, like every field added to an answer: a client of this version still reads an older server's.
+    engine: str | None = Field(None, description="the engine serving the default model: openvino, onnxruntime …")
+    precision: str | None = Field(None, description="what that engine computes in: f32, bf16, int8 …")
 
 
 class ModelInfo(BaseModel):
@@ -182,6 +186,13 @@ class ModelInfo(BaseModel):
     loaded: bool
     available_offline: bool = Field(description="its weights are on disk, so it loads with no internet")
     default: bool = False
+    engine: str | None = Field(
+        None,
+        description="its engine once loaded (openvino, onnxruntime, ultralytics); before, the one that will",
+    )
+    precision: str | None = Field(
+        None, description="what its engine computes in (f32, bf16, int8 …); None until loaded"
+    )
 
 
 class FieldError(BaseModel):

@@ -43,12 +43,16 @@ def test_text_routes(client):
     assert client.get("/version").json() == yolo_service.__version__
     assert "POST /predict" in client.get("/describe").json()
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ready", "default_model": "shapes"}
+    ready = client.get("/ready").json()
+    # engine auto, the default: the bundled model's ONNX file on OpenVINO, float (bf16 where the CPU has it)
+    assert ready.pop("precision") in {"f32", "bf16"}
+    assert ready == {"status": "ready", "default_model": "shapes", "engine": "openvino"}
 
 
 def test_models_and_model_details(client):
     assert client.get("/models").json() == ["yolo26n", "yolo26s", "yolo11n", "yolo11s", "yolo11m", "shapes"]
     shapes = client.get("/models/shapes").json()
+    assert shapes.pop("precision") in {"f32", "bf16"}
     assert shapes == {
         "name": "shapes",
         "source": "bundled",
@@ -57,9 +61,12 @@ def test_models_and_model_details(client):
         "loaded": True,
         "available_offline": True,
         "default": True,
+        "engine": "openvino",
     }
     coco = client.get("/models/yolo26n").json()
     assert (coco["loaded"], coco["available_offline"], len(coco["classes"])) == (False, False, 80)
+    # not loaded: the engine that will serve it once downloaded (its .pt exported to ONNX on first load)
+    assert (coco["engine"], coco["precision"]) == ("openvino", None)
     missing = client.get("/models/nope")
     assert missing.status_code == 404 and "unknown model 'nope'" in missing.json()["detail"]
 
@@ -69,8 +76,8 @@ def test_predict_json(client, scene):
     response = client.post("/predict", json={"image": encode_base64(data), "model": "shapes"})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"model", "detections", "time", "image", "annotated_image", "request_id"}
-    assert body["model"] == "shapes" and body["image"] == {"width": 640, "height": 480}
+    assert set(body) == {"model", "engine", "detections", "time", "image", "annotated_image", "request_id"}
+    assert body["model"] == "shapes" and body["engine"] == "openvino" and body["image"] == {"width": 640, "height": 480}
     assert body["request_id"] == response.headers["X-Request-ID"] and len(body["request_id"]) == 32
     assert body["annotated_image"] is None
     from yolo_service import PredictResponse

@@ -75,7 +75,9 @@ def test_the_upload_widget_predicts_the_uploaded_image_in_jupyterlab(backend, tm
             expect(image_choice).to_have_text(UPLOAD)  # the upload selected itself
             expect(page.get_by_text("my-shapes.png uploaded: press Predict.")).to_be_visible()
             page.locator(".widget-button", has_text="Predict").click()
-            expect(page.get_by_text(f"{len(UPLOADED)} detections by shapes in")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(f"{len(UPLOADED)} detections by shapes on openvino in")).to_be_visible(
+                timeout=60_000
+            )
 
             found = table_rows(page)
             page.screenshot(path=str(artifacts / "jupyterlab-upload-widget.png"), full_page=True)

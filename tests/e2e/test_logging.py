@@ -65,6 +65,7 @@ def cloud_run(tmp_path_factory):
         "K_SERVICE": "yolo-backend",
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "YOLO_SERVICE_REPLICAS": "1",
+        "YOLO_SERVICE_ENGINE": "ultralytics",  # PyTorch's engine, forced: Ultralytics' own prints are under test
         "YOLO_CONFIG_DIR": str(tmp_path_factory.mktemp("ultralytics")),
     }
     argv = [sys.executable, "-m", "tests.e2e.faulty_app", "--host", "127.0.0.1"]

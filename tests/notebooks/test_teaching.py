@@ -23,8 +23,10 @@ from yolo_service.workshop.teaching import (
 
 def test_source_of_a_nested_route_is_the_file_s_own_lines():
     snippet = source_of("yolo_service/api.py", "create_app.health")
-    lines = (ROOT / "yolo_service/api.py").read_text().splitlines()
-    assert snippet.text.splitlines()[0] == '@app.get("/health", summary="Liveness: 200 as soon as the process serves")'
+    lines = (ROOT / "yolo_service/api.py").read_text(encoding="utf-8").splitlines()
+    assert snippet.text.splitlines()[0] == (
+        '@app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness: 200 as soon as the process serves")'
+    )
     assert snippet.text.splitlines()[-1] == "    return HealthResponse()"
     assert lines[snippet.first - 1].strip() == snippet.text.splitlines()[0]
     assert snippet.language == "python" and snippet.label.startswith("yolo_service/api.py, lines ")

@@ -284,3 +284,84 @@ def test_input_geometry_of_fixed_dynamic_and_unreadable_models():
     assert _geometry([-1, 3, -1, -1], {"imgsz": "[640, 640]", "stride": "32"}) == ((640, 640), 32)
     assert _geometry([-1, 3, -1, -1], {"imgsz": "480", "stride": "64"}) == ((480, 480), 64)
     assert _geometry([-1, 3, -1, -1], {"imgsz": "[oops", "stride": "?"}) == ((640, 640), 32)  # Ultralytics' defaults
+
+
+def test_auto_serves_the_bundled_model_on_openvino_without_importing_torch(weights_dir):
+    """The default engine, auto, with torch installed: the ONNX file exists, so torch is never imported."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from yolo_service import ModelRegistry, Settings, sample_scenes
+        registry = ModelRegistry(Settings(offline=True, weights_dir={str(weights_dir)!r}))
+        result = registry.predict_image(sample_scenes()["three shapes"][0], "shapes")
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in {{"torch", "ultralytics", "cv2"}})
+        print(json.dumps({{"engine": result.engine, "count": len(result.detections), "heavy": heavy}}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"engine": "openvino", "count": 3, "heavy": []}
+
+
+def test_auto_exports_a_pt_once_on_first_load_and_keeps_the_file(tmp_path):
+    from yolo_service.models import BUNDLED_DIR
+
+    (tmp_path / "mine.pt").write_bytes((BUNDLED_DIR / "shapes.pt").read_bytes())
+    settings = Settings(weights_dir=tmp_path, offline=True)
+    registry = ModelRegistry(settings)
+    assert registry.catalog.engine("mine") == "openvino" and registry.catalog.state("mine") == "on disk"
+    detector = registry.get("mine")
+    assert (detector.engine, detector.path) == ("openvino", tmp_path / "mine.onnx")
+    image, shapes = sample_scenes()["three shapes"]
+    assert_finds(shapes, registry.predict_image(image, "mine").detections)
+    written = (tmp_path / "mine.onnx").stat().st_mtime_ns
+    assert ModelRegistry(settings).get("mine").engine == "openvino"  # a second process: the file, no export
+    assert (tmp_path / "mine.onnx").stat().st_mtime_ns == written
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("openvino-cache")) == [
+        "mine.onnx",
+        "mine.pt",
+    ]  # no scratch folder left behind
+
+
+def test_auto_falls_back_to_pytorch_with_one_line_when_the_export_fails(tmp_path, caplog):
+    from yolo_service.models import BUNDLED_DIR
+
+    (tmp_path / "mine.pt").write_bytes((BUNDLED_DIR / "shapes.pt").read_bytes())
+    (tmp_path / "mine.onnx").mkdir()  # a folder where the export must go: the rename into place fails
+    with caplog.at_level("WARNING", logger="yolo_service.engines"):
+        detector = ModelRegistry(Settings(weights_dir=tmp_path, offline=True)).get("mine")
+    assert detector.engine == "ultralytics"
+    lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.engines"]
+    assert len(lines) == 1 and lines[0].startswith("model mine runs on PyTorch: its ONNX export to ")
+
+
+def test_forced_engine_wins_over_auto(weights_dir):
+    registry = ModelRegistry(Settings(engine="ultralytics", weights_dir=weights_dir, offline=True))
+    assert registry.get("shapes").engine == "ultralytics"
+    assert registry.predict_image(sample_scenes()["three shapes"][0], "shapes").engine == "ultralytics"
+
+
+def test_int8_without_its_file_says_how_to_make_it(tmp_path):
+    from yolo_service import ModelUnavailable
+
+    registry = ModelRegistry(Settings(weights_dir=tmp_path, offline=True, precision="int8"))
+    with pytest.raises(ModelUnavailable, match=r"yolo-service export shapes --int8"):
+        registry.get("shapes")
+    assert list(tmp_path.glob("*.onnx")) == []  # INT8 is never made implicitly, nor a float export in its place
+
+
+def test_int8_export_is_served_and_finds_the_shapes(tmp_path):
+    """NNCF on a few generated scenes (a real calibration uses hundreds): the IR loads, says int8, and still detects."""
+    pytest.importorskip("nncf")
+    from yolo_service.engines.quantize import export_int8
+    from yolo_service.models import BUNDLED_DIR
+    from yolo_service.workshop.accuracy import calibration_scenes
+
+    path = export_int8(BUNDLED_DIR / "shapes.onnx", calibration_scenes(24), tmp_path / "shapes.int8.xml")
+    assert path.is_file() and path.with_suffix(".bin").is_file()
+    registry = ModelRegistry(Settings(weights_dir=tmp_path, offline=True, precision="int8"))
+    detector = registry.get("shapes")
+    assert (detector.engine, detector.precision, detector.path) == ("openvino", "int8", path)
+    assert detector.classes == ["circle", "square", "triangle"]  # the metadata survived quantization
+    image, shapes = sample_scenes()["three shapes"]
+    assert_finds(shapes, registry.predict_image(image, "shapes").detections)

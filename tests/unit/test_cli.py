@@ -35,7 +35,7 @@ def test_predict_prints_a_table_and_writes_the_annotated_image(scene_file, tmp_p
     result = cli("predict", str(scene_file), "--model", "shapes", "--out", str(out))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("model shapes: 2 detections in ") and lines[0].endswith("(640x480)")
+    assert lines[0].startswith("model shapes on openvino: 2 detections in ") and lines[0].endswith("(640x480)")
     assert lines[1].split() == ["class", "confidence", "x_min", "y_min", "x_max", "y_max"]
     rows = {line.split()[0]: [int(v) for v in line.split()[2:]] for line in lines[2:4]}
     assert set(rows) == {"square", "circle"}

@@ -73,9 +73,21 @@ def test_the_readme_documents_every_setting():
     assert missing == []
 
 
+def test_engine_defaults_to_auto_and_precision_takes_int8(monkeypatch):
+    assert Settings().engine == "auto"
+    monkeypatch.setenv("YOLO_SERVICE_ENGINE", "ultralytics")
+    monkeypatch.setenv("YOLO_SERVICE_PRECISION", "int8")
+    forced = Settings()
+    assert (forced.engine, forced.precision) == ("ultralytics", "int8")
+    monkeypatch.setenv("YOLO_SERVICE_ENGINE", "tensorrt")
+    with pytest.raises(ValueError, match="auto"):
+        Settings()
+
+
 def test_worker_slots_default_per_engine():
-    """PyTorch: one slot per model copy; exported engines: two per thread, the next image decoded while one runs."""
-    assert Settings(threads=2, replicas=2).worker_slots == 2
+    """PyTorch: one slot per model copy; exported engines and auto: two per thread, the next image decoded meanwhile."""
+    assert Settings(engine="ultralytics", threads=2, replicas=2).worker_slots == 2
+    assert Settings(threads=2, replicas=2).worker_slots == 4  # auto, the default
     assert Settings(engine="openvino", threads=2, replicas=2).worker_slots == 4
     assert Settings(engine="onnxruntime", threads=4).worker_slots == 8
     assert Settings(engine="openvino", threads=2, workers=1).worker_slots == 1  # the setting wins

@@ -44,6 +44,17 @@ class ModelSpec:
         """The model's ONNX file (``NAME.onnx`` next to its weights), which the exported-model engines run."""
         return self.path.with_suffix(".onnx")
 
+    def exported_files(self, weights_dir: Path, int8: bool = False) -> list[Path]:
+        """Where the model's exported file may be, best first: next to its weights, then in ``weights_dir``.
+
+        The second place holds the export of weights in a folder that cannot be written (the bundled
+        model in a read-only install). Float: ``NAME.onnx``. INT8 (``yolo-service export NAME --int8``):
+        the OpenVINO IR ``NAME.int8.xml`` (with its ``.bin``), or a quantized ``NAME.int8.onnx``.
+        """
+        names = [f"{self.name}.int8.xml", f"{self.name}.int8.onnx"] if int8 else [f"{self.name}.onnx"]
+        folders = [self.path.parent] + ([weights_dir] if weights_dir.resolve() != self.path.parent.resolve() else [])
+        return [folder / name for folder in folders for name in names]
+
 
 @dataclass(frozen=True)
 class Query:
@@ -66,14 +77,17 @@ class Found(NamedTuple):
 class DetectorBase(ABC):
     """One loaded model on one engine. ``predict`` is safe to call from many threads at once.
 
-    Subclasses set ``spec``, ``settings``, ``names`` (class id -> name) and ``imgsz`` (the longest
-    side of the model's input) and implement :meth:`infer`.
+    Subclasses set ``spec``, ``settings``, ``names`` (class id -> name), ``imgsz`` (the longest
+    side of the model's input), ``engine`` (its name in the engine registry) and ``precision`` (what
+    it computes in: f32, bf16, int8 …) and implement :meth:`infer`.
     """
 
     spec: ModelSpec
     settings: Settings
     names: dict[int, str]
     imgsz: int
+    engine: str
+    precision: str
 
     @abstractmethod
     def infer(self, image: Image.Image, query: Query) -> Found:

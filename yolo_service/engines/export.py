@@ -1,7 +1,8 @@
 """Export a model's ``.pt`` weights to ONNX (``yolo-service export NAME``), for the exported-model engines.
 
 Ultralytics does the export, so this step needs torch (the ``serve`` extra); serving the file
-does not (:mod:`.exported`). Both are imported inside the functions only.
+does not (:mod:`.exported`). Both are imported inside the functions only. The ``auto`` engine calls
+:func:`export_onnx` on a model's first load; INT8 quantization is :mod:`.quantize`'s.
 
 This module imports nothing from the kit at module level: the backend Dockerfile copies this one file
 into its export stage and runs it as a script (``python export.py WEIGHTS.pt OUT.onnx``), so that
@@ -16,6 +17,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,16 +59,21 @@ def export_weights(
 ) -> Path:
     """Export the ``.pt`` file ``weights`` to the ONNX file ``out`` (what :func:`export_onnx` does for a spec)."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install onnx at run time
-    with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
-        from ultralytics import YOLO
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # On a copy in a scratch folder next to ``out``: Ultralytics writes next to the weights it reads (the
+    # bundled folder may be read-only), and the file appears at ``out`` whole, by one rename, so a server
+    # starting meanwhile (the auto engine exports on first load) never reads half of it.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as scratch:
+        copy = Path(scratch) / weights.name
+        shutil.copyfile(weights, copy)
+        with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its report; stdout is the command's
+            from ultralytics import YOLO
 
-        model = YOLO(str(weights), task="detect")
-        options = {"nms": False} if nms_free else {}
-        written = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify, **options))
-    _clean_metadata(written)
-    if written.resolve() != out.resolve():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(written, out)
+            model = YOLO(str(copy), task="detect")
+            options = {"nms": False} if nms_free else {}
+            written = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify, **options))
+        _clean_metadata(written)
+        os.replace(written, out)
     return out
 
 

@@ -1,9 +1,11 @@
 """Exported-model engines: run a model's ONNX file with OpenVINO or ONNX Runtime, no torch.
 
 ``yolo-service export NAME`` writes ``NAME.onnx`` next to the weights (:mod:`.export`; that step
-needs torch). Serving it needs only NumPy, Pillow and one runtime: the letterbox, the box decoding
-and the NMS below are plain NumPy, and neither torch nor Ultralytics is imported here
-(tests/perf/test_engines.py runs this module with both blocked).
+needs torch; the ``auto`` engine does it on a model's first load), ``--int8`` a quantized OpenVINO
+IR ``NAME.int8.xml`` (served with ``YOLO_SERVICE_PRECISION=int8``). Serving either needs only NumPy,
+Pillow and one runtime: the letterbox, the box decoding and the NMS below are plain NumPy, and
+neither torch nor Ultralytics is imported here (tests/perf/test_engines.py runs this module with
+both blocked).
 
 Shapes: the exported input is dynamic, so an image is padded only to a multiple of the model's
 stride (a 640×480 photo is a 640×480 input, not 640×640): a quarter less work for a 4:3 photo.
@@ -48,6 +50,7 @@ __all__ = [
     "compile_onnxruntime",
     "compile_openvino",
     "decode_output",
+    "exported_file",
     "import_openvino",
     "letterbox",
     "nms",
@@ -61,7 +64,7 @@ MAX_NMS = 30000  # candidates kept for NMS, by confidence
 
 
 def letterbox(
-    image: Image.Image, size: tuple[int, int], stride: int | None = None
+    image: Image.Image, size: tuple[int, int], stride: int | None = None, pixels: bool = False
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize ``image`` into ``size`` (height, width) keeping its aspect, pad with grey, as Ultralytics does.
 
@@ -69,7 +72,8 @@ def letterbox(
     stride (Ultralytics' rectangular inference): a 640×480 photo becomes a 640×480 input, not a
     640×640 one with a quarter of grey, and the model does a quarter less work.
 
-    Returns the NCHW float32 tensor in 0..1, the scale, and the (left, top) padding.
+    Returns the NCHW float32 tensor in 0..1 (``pixels``: the NHWC uint8 pixels, for a runtime that
+    converts them inside the model, see :func:`compile_openvino`), the scale, and the (left, top) padding.
     """
     import numpy as np
     from PIL import Image
@@ -81,7 +85,13 @@ def letterbox(
         width, height = new_w + (width - new_w) % stride, new_h + (height - new_h) % stride
     left, top = round((width - new_w) / 2 - 0.1), round((height - new_h) / 2 - 0.1)
     resized = image if (new_w, new_h) == image.size else image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized.convert("RGB") if resized.mode != "RGB" else resized)  # height × width × 3, uint8
+    rgb = np.asarray(resized.convert("RGB") if resized.mode != "RGB" else resized)  # height × width × 3, uint8
+    if pixels:  # a quarter of the bytes, no arithmetic: an image that needs no padding is not even copied
+        if (new_w, new_h) == (width, height):
+            return rgb[None], gain, (left, top)
+        padded = np.full((1, height, width, 3), PAD_VALUE, dtype=np.uint8)
+        padded[0, top : top + new_h, left : left + new_w] = rgb
+        return padded, gain, (left, top)
     scale = np.float32(1 / 255)
     # One pass from the uint8 pixels into the padded float tensor (channels first): a third of the
     # time of building a padded image, converting it to floats, then transposing and scaling copies.
@@ -90,7 +100,7 @@ def letterbox(
     else:
         tensor = np.full((1, 3, height, width), np.float32(PAD_VALUE) * scale, dtype=np.float32)
     inside = tensor[0, :, top : top + new_h, left : left + new_w]
-    np.multiply(pixels.transpose(2, 0, 1), scale, out=inside, casting="unsafe")
+    np.multiply(rgb.transpose(2, 0, 1), scale, out=inside, casting="unsafe")
     return tensor, gain, (left, top)
 
 
@@ -235,26 +245,43 @@ class Compiled:
     dims: list[int]  # the input's NCHW dimensions, -1 where dynamic
     metadata: dict[str, str]  # Ultralytics' metadata: names, imgsz, stride, end2end
     precision: str  # what the runtime computes in: f32, bf16 …
+    pixels: bool = False  # it takes letterboxed uint8 NHWC pixels (see letterbox), not the float tensor
 
 
 #: A runtime: compiles a model's ONNX file for the settings' threads (and precision).
 Runtime = Callable[[Path, "Settings"], Compiled]
 
 
-class ExportedDetector(DetectorBase):
-    """A model's ONNX file on one runtime (OpenVINO or ONNX Runtime). ``predict`` is safe from many threads."""
+#: The files each runtime reads: OpenVINO reads its own IR too (the INT8 export writes one).
+READS = {"openvino": (".onnx", ".xml"), "onnxruntime": (".onnx",)}
 
-    def __init__(self, spec: ModelSpec, settings: Settings, runtime: Runtime) -> None:
-        path = spec.exported
-        if not path.is_file():
+
+def exported_file(spec: ModelSpec, settings: Settings, engine: str) -> Path | None:
+    """The model's exported file that ``engine`` can run at the settings' precision, or None if there is none yet."""
+    int8 = settings.precision == "int8"
+    readable = READS.get(engine, ())
+    return next(
+        (p for p in spec.exported_files(settings.weights_dir, int8) if p.suffix in readable and p.is_file()), None
+    )
+
+
+class ExportedDetector(DetectorBase):
+    """A model's exported file on one runtime (OpenVINO or ONNX Runtime). ``predict`` is safe from many threads."""
+
+    def __init__(self, spec: ModelSpec, settings: Settings, runtime: Runtime, engine: str) -> None:
+        path = exported_file(spec, settings, engine)
+        if path is None:
+            int8 = settings.precision == "int8"
             raise ModelUnavailable(
-                f"model {spec.name!r} has no exported file {path.name} for the {settings.engine} engine: "
-                f"run `yolo-service export {spec.name}` (needs the serve extra), or set YOLO_SERVICE_ENGINE=ultralytics"
+                f"model {spec.name!r} has no {'INT8 ' if int8 else ''}exported file "
+                f"{spec.exported_files(settings.weights_dir, int8)[0].name} for the {engine} engine: run "
+                f"`yolo-service export {spec.name}{' --int8' if int8 else ''}` (needs the "
+                f"{'export' if int8 else 'serve'} extra), or set YOLO_SERVICE_ENGINE=ultralytics"
             )
         self.spec = spec
         self.path = path
         self.settings = settings  # the default thresholds
-        self.engine = settings.engine
+        self.engine = engine
         self.threads = settings.threads
         try:
             compiled = runtime(path, settings)
@@ -264,6 +291,7 @@ class ExportedDetector(DetectorBase):
                 "install the runtime extra: pip install 'yolo-service[runtime]'"
             ) from exc
         self._run = compiled.run
+        self.pixels = compiled.pixels
         self.precision = compiled.precision
         self.names: dict[int, str] = _names(compiled.metadata, spec)
         self.end_to_end = {"True": True, "False": False}.get(compiled.metadata.get("end2end", ""))
@@ -279,7 +307,7 @@ class ExportedDetector(DetectorBase):
 
     def infer(self, image: Image.Image, query: Query) -> Found:
         """Letterbox, run within the CPU budget, decode the head's output, undo the letterbox."""
-        tensor, gain, (left, top) = letterbox(image, self.input_size, self.stride)
+        tensor, gain, (left, top) = letterbox(image, self.input_size, self.stride, pixels=self.pixels)
         output = self._run(tensor)
         boxes, scores, found = decode_output(
             output,
@@ -332,21 +360,24 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
     model = core.read_model(str(path))
     info = model.get_rt_info()  # ONNX metadata_props land under rt_info["framework"]
     metadata = {str(k): v.astype(str) for k, v in info["framework"].items()} if "framework" in info else {}
+    dims = [d.get_length() if d.is_static else -1 for d in model.input(0).get_partial_shape()]  # NCHW
+    model = _takes_pixels(model)
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": settings.threads}
     precision = settings.precision
     capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if precision == "bf16" and "BF16" not in capabilities:
         logger.warning("precision bf16 requested but this CPU has no bf16 (%s): using f32", capabilities)
         precision = "f32"
-    if precision != "auto":  # auto: OpenVINO's default, bf16 where the CPU has it, else f32
+    # auto: OpenVINO's default, bf16 where the CPU has it, else f32; int8: the quantized graph says
+    # which operations run in INT8, the rest (the head, the activations) in that default.
+    if precision not in ("auto", "int8"):
         config["INFERENCE_PRECISION_HINT"] = precision
     cache = _cache_dir(settings)
     if cache:  # compiled blobs: the next start compiles in a third of the time
         core.set_property({"CACHE_DIR": str(cache)})
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
-    dims = [d.get_length() if d.is_static else -1 for d in compiled.input(0).get_partial_shape()]
-    warm_up = _blank(dims, metadata)
+    warm_up = _blank(dims, metadata, pixels=True)
 
     def latency(tensor: np.ndarray) -> np.ndarray:
         # share_inputs: OpenVINO reads the letterboxed tensor in place instead of copying its 5 MB first
@@ -354,8 +385,8 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
 
     def throughput_factory() -> Callable[[np.ndarray], np.ndarray]:
         streams = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": settings.threads}
-        # From the file, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
-        parallel = core.compile_model(str(path), "CPU", {**config, **streams})
+        # Read again, not ``model``: the graph read at start-up is freed, and a cached blob is reused.
+        parallel = core.compile_model(_takes_pixels(core.read_model(str(path))), "CPU", {**config, **streams})
         pool: queue.SimpleQueue[Any] = queue.SimpleQueue()  # OpenVINO infer requests
         for _ in range(settings.threads):
             pool.put(parallel.create_infer_request())
@@ -372,7 +403,25 @@ def compile_openvino(path: Path, settings: Settings) -> Compiled:
 
     latency(warm_up)  # first, alone: the background compilation below would slow it down (and /ready)
     budget = CpuBudget(settings.threads, latency, throughput_factory)
-    return Compiled(budget, dims, metadata, compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+    computed = "int8" if settings.precision == "int8" else compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    return Compiled(budget, dims, metadata, computed, pixels=True)
+
+
+def _takes_pixels(model: Any) -> Any:
+    """``model`` with OpenVINO's preprocessing in front: uint8 NHWC pixels in, converted and scaled in the graph.
+
+    The conversion NumPy would do (a strided uint8 -> float32 pass over a 640×480×3 image, about
+    1 ms) happens inside the model instead, fused into its first layer, and the request path hands
+    over the decoded pixels as they are.
+    """
+    ov = import_openvino()
+    from openvino.preprocess import PrePostProcessor
+
+    steps = PrePostProcessor(model)
+    steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    steps.input().model().set_layout(ov.Layout("NCHW"))
+    steps.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    return steps.build()
 
 
 def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
@@ -403,7 +452,7 @@ def compile_onnxruntime(path: Path, settings: Settings) -> Compiled:
 
     latency(warm_up)  # first, alone: the background session below would slow it down (and /ready)
     budget = CpuBudget(settings.threads, latency, throughput_factory)
-    return Compiled(budget, dims, metadata, "f32")
+    return Compiled(budget, dims, metadata, "int8" if settings.precision == "int8" else "f32")
 
 
 def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int], int | None]:
@@ -427,11 +476,13 @@ def _geometry(dims: list[int], metadata: dict[str, str]) -> tuple[tuple[int, int
     return (height, width), stride
 
 
-def _blank(dims: list[int], metadata: dict[str, str]) -> np.ndarray:
-    """A grey input tensor of the model's (largest) input shape, to warm it up."""
+def _blank(dims: list[int], metadata: dict[str, str], pixels: bool = False) -> np.ndarray:
+    """A grey input of the model's (largest) input shape, to warm it up: the float tensor, or uint8 ``pixels``."""
     import numpy as np
 
     (height, width), _ = _geometry(dims, metadata)
+    if pixels:
+        return np.full((1, height, width, 3), PAD_VALUE, dtype=np.uint8)
     return np.full((1, 3, height, width), PAD_VALUE / 255, dtype=np.float32)
 
 

@@ -33,6 +33,9 @@ class UltralyticsDetector(DetectorBase):
     weights and thread count, so every result is identical to a serial call.
     """
 
+    engine = "ultralytics"
+    precision = "f32"
+
     def __init__(self, spec: ModelSpec, settings: Settings) -> None:
         try:
             import_ultralytics()

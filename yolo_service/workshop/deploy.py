@@ -368,7 +368,7 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch:
 
 def dockerfile_cmd(dockerfile: str | Path) -> list[str]:
     """The exec-form ``CMD [...]`` of a Dockerfile's last stage (its default target): what the container runs."""
-    lines = [line.strip() for line in Path(dockerfile).read_text().splitlines()]
+    lines = [line.strip() for line in Path(dockerfile).read_text(encoding="utf-8").splitlines()]
     cmd = [line for line in lines if line.startswith("CMD ")]
     if not cmd:
         raise ValueError(f"{dockerfile} has no CMD")

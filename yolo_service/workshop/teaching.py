@@ -158,7 +158,7 @@ def source_of(
 
     path = Path(target) if Path(target).is_absolute() else ROOT / target
     label = str(target)
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     first, last = 0, len(lines)  # a slice: lines[first:last]
     if name is not None:
         node = _find_definition(ast.parse("\n".join(lines), filename=str(path)), name)

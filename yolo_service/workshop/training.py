@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 # A mix of aspect ratios, so letterboxing is part of what the model learns.
-_SIZES = ((640, 480), (480, 640), (512, 512), (800, 600), (320, 240), (960, 540))
+SCENE_SIZES = ((640, 480), (480, 640), (512, 512), (800, 600), (320, 240), (960, 540))
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _write_split(root: Path, split: str, count: int, rng: random.Random) -> None
     images.mkdir(parents=True, exist_ok=True)
     labels.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        size = rng.choice(_SIZES)
+        size = rng.choice(SCENE_SIZES)
         image, shapes = random_scene(rng, size)
         width, height = size
         rows = [

@@ -106,7 +106,10 @@ class PredictDemo(widgets.VBox):
             self.status.value = f"<span style='color:#b00'>{message}</span>"
             return None
         self.result = result
-        self.status.value = f"{len(result.detections)} detections by {result.model} in {result.time * 1000:.0f} ms"
+        engine = f" on {result.engine}" if result.engine else ""
+        self.status.value = html.escape(
+            f"{len(result.detections)} detections by {result.model}{engine} in {result.time * 1000:.0f} ms"
+        )
         self.image.value = encode_image(draw_detections(image, result.detections))
         rows = "".join(
             f"<tr><td>{html.escape(d.class_name)}</td><td>{d.confidence:.2f}</td>"
