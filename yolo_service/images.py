@@ -354,12 +354,14 @@ def _upright_size(image: Image.Image) -> tuple[int, int]:
 
 
 def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1: upright; 2-8: mirrored and/or turned), 1 when unreadable.
+    """The EXIF orientation still to apply (1: upright; 2-8: mirrored and/or turned), 1 when unreadable.
 
     A PNG's EXIF is read only from an eXIf chunk before the pixels: Pillow's ``getexif`` would
     decode the whole image to look for one after them.
     """
     if image.format == "PNG" and "exif" not in image.info and getattr(image, "tile", None):  # not decoded yet
+        return 1
+    if image.format == "TIFF":  # Pillow turns a TIFF itself: its size is upright from the start, its pixels at load
         return 1
     try:
         value = image.getexif().get(0x0112, 1)

@@ -7,7 +7,7 @@ import struct
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from yolo_service import (
     ImageTooLarge,
@@ -174,3 +174,20 @@ def test_damaged_files_raise_library_errors(name):
     with pytest.raises(error) as info:
         load_image(data)
     assert type(info.value) is error and isinstance(info.value.__cause__, pillow_error)
+
+
+def test_a_turned_tiff_comes_out_as_people_see_it_once():
+    """Pillow turns a TIFF by its orientation tag itself: turning it again would undo it (40x20 instead of 20x40)."""
+    image = Image.new("RGB", (40, 20), "white")
+    image.paste((255, 0, 0), (0, 0, 10, 10))  # a red corner, top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown after a quarter turn clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", exif=exif)
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue())))
+
+    loaded = load_image(buffer.getvalue())
+
+    assert loaded.size == expected.size == (20, 40)
+    assert loaded.getpixel((15, 5)) == expected.getpixel((15, 5)) == (255, 0, 0)  # the red corner moved top right
+    assert loaded.getpixel((5, 5)) == (255, 255, 255)
