@@ -97,11 +97,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(32, ge=1, description="predict requests in flight or queued before a fast 503")
     retry_after: int = Field(2, ge=1, description="seconds a 503 asks the client to wait")
     preload: bool = Field(True, description="load the default model at start-up")
-    shutdown_timeout: float = Field(
-        8.0,
-        ge=0,
-        description="seconds to finish in-flight requests on SIGTERM; those still running then get a JSON 503",
-    )
+    # Requests still running when the grace period ends get a JSON 503.
+    shutdown_timeout: float = Field(8.0, ge=0, description="seconds to finish in-flight requests on SIGTERM")
     workers: int | None = Field(
         None,
         ge=1,

@@ -186,10 +186,7 @@ class ModelInfo(BaseModel):
     loaded: bool
     available_offline: bool = Field(description="its weights are on disk, so it loads with no internet")
     default: bool = False
-    engine: str | None = Field(
-        None,
-        description="its engine once loaded (openvino, onnxruntime, ultralytics); before, the one that will",
-    )
+    engine: str | None = Field(None, description="its engine (openvino, onnxruntime, ultralytics), chosen or in use")
     precision: str | None = Field(
         None, description="what its engine computes in (f32, bf16, int8 …); None until loaded"
     )
