@@ -40,33 +40,20 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e import battery  # noqa: E402
 from yolo_service import Settings, encode_base64, sample_scene  # noqa: E402
+from yolo_service.workshop.bench import cpu_seconds, peak_rss_mib, rss_mib  # noqa: E402
 from yolo_service.workshop.processes import LocalServer  # noqa: E402
 
 MiB = 1024 * 1024
 DEPLOYED_MB = {"openvino": 1024, "ultralytics": 2048}  # --memory of each image on Cloud Run (README)
 
 
-def status_mb(pid: int, key: str) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(pid: int, action: Callable[[], object]) -> tuple[float, float, object]:
     """(peak MB above the resident memory before, CPU seconds, result) of ``action``."""
     with open(f"/proc/{pid}/clear_refs", "w") as clear:
         clear.write("5")
-    before, cpu = status_mb(pid, "VmRSS"), cpu_seconds(pid)
+    before, cpu = rss_mib(pid), cpu_seconds(pid)
     result = action()
-    return status_mb(pid, "VmHWM") - before, cpu_seconds(pid) - cpu, result
+    return peak_rss_mib(pid) - before, cpu_seconds(pid) - cpu, result
 
 
 def load_average() -> str:
@@ -89,7 +76,7 @@ def formats(server: LocalServer, engine: str, images: dict[str, bytes]) -> None:
     worst_peak, _, _, worst_name, _ = max(rows)
     worst_cpu = max(rows, key=lambda row: row[1])
     slots = Settings(engine=engine).worker_slots
-    idle = status_mb(pid, "VmRSS")
+    idle = rss_mib(pid)
     with ThreadPoolExecutor(slots) as pool:
         together, _, statuses = measured(
             pid, lambda: list(pool.map(lambda _: post_file(server.url, images[worst_name]), range(slots)))
@@ -173,7 +160,7 @@ def huge_headers(server: LocalServer) -> None:
             accepted.append(sent)
 
     threads = [threading.Thread(target=stream) for _ in range(4)]
-    peak_before = status_mb(server.pid, "VmRSS")
+    peak_before = rss_mib(server.pid)
     for thread in threads:
         thread.start()
     time.sleep(0.5)
@@ -184,7 +171,7 @@ def huge_headers(server: LocalServer) -> None:
     print(
         f"  /health under 4 connections streaming 64 MB headers: p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
         f"{len(accepted)} attempts, each cut after at most {max(accepted) / MiB:.1f} MB; "
-        f"resident {peak_before:.0f} -> {status_mb(server.pid, 'VmRSS'):.0f} MB"
+        f"resident {peak_before:.0f} -> {rss_mib(server.pid):.0f} MB"
     )
 
 
@@ -199,7 +186,7 @@ def main() -> None:
         env = {"YOLO_SERVICE_ENGINE": engine, "YOLO_SERVICE_DEFAULT_MODEL": "shapes", "YOLO_SERVICE_OFFLINE": "1"}
         with LocalServer(env=env, timeout=300) as server:
             post_file(server.url, battery.png_header(8, 8))  # warm up the request path
-            print(f"\n{engine}: idle server {status_mb(server.pid, 'VmRSS'):.0f} MB resident")
+            print(f"\n{engine}: idle server {rss_mib(server.pid):.0f} MB resident")
             print(" (a) the format battery, one request at a time:")
             formats(server, engine, images)
             if engine == args.engines[0]:  # the server's own limits, not the engine's

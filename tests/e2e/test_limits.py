@@ -32,6 +32,7 @@ from tests.e2e import battery
 from tests.helpers import Server, api_server, assert_finds, executable, free_port
 from yolo_service import PredictResponse, Settings, encode_base64, encode_image, sample_scene
 from yolo_service.models import BUNDLED_DIR
+from yolo_service.workshop.bench import cpu_seconds, peak_rss_mib, rss_mib
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -45,22 +46,6 @@ ENGINES = ["openvino", "ultralytics"]
 # --- measuring the server process ---
 
 
-def status_mb(pid: int, key: str) -> float:
-    """A figure of /proc/PID/status in MB (VmRSS, VmHWM)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process so far (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -69,9 +54,9 @@ def peak_mb(pid: int, action: Callable[[], object]) -> float:
     """How far above its resident memory before ``action`` the server's peak went during it (MB)."""
     with open(f"/proc/{pid}/clear_refs", "w") as clear:
         clear.write("5")  # resets VmHWM to the current VmRSS
-    before = status_mb(pid, "VmRSS")
+    before = rss_mib(pid)
     action()
-    return status_mb(pid, "VmHWM") - before
+    return peak_rss_mib(pid) - before
 
 
 def health_answers(url: str) -> bool:
@@ -426,7 +411,7 @@ def test_a_huge_header_is_refused_before_it_is_buffered(server):
 @ONE_ENGINE
 def test_pipelined_requests_are_read_one_at_a_time(server):
     """With httptools, 200,000 GET /health sent on one connection (6.6 MB), never read, add 355 MB that stay."""
-    resident = status_mb(server.pid, "VmRSS")
+    resident = rss_mib(server.pid)
 
     def pipeline() -> None:
         sock = connect(server.url)
@@ -442,7 +427,7 @@ def test_pipelined_requests_are_read_one_at_a_time(server):
 
     peak = peak_mb(server.pid, pipeline)
     assert peak < 30, f"+{peak:.0f} MB"
-    assert status_mb(server.pid, "VmRSS") < resident + 30
+    assert rss_mib(server.pid) < resident + 30
     assert health_answers(server.url)
 
 
