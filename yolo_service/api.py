@@ -260,13 +260,17 @@ class Service:
         detector.class_ids(options.classes)
 
     def predict(
-        self, data: bytes, options: PredictOptions, cancelled: Callable[[], bool] | None = None
+        self, data: bytes | str, options: PredictOptions, cancelled: Callable[[], bool] | None = None
     ) -> PredictResponse:
         """Decode, predict, optionally annotate: the blocking part of a request, run in a worker slot.
 
-        ``cancelled``: polled while decoding and before the model runs; True stops the work.
+        ``data``: the image file's bytes, or ``/predict``'s base64 text (decoded here: one trip to a
+        worker thread per request, not one per step). ``cancelled``: polled while decoding and before
+        the model runs; True stops the work.
         """
         self.check(options)  # again: the model may have been unloaded (and reloaded) meanwhile
+        if isinstance(data, str):
+            data = decode_base64(data)
         # Decode only what is needed (a JPEG at 1/2, 1/4 or 1/8 scale): what the model sees, or the bounded
         # annotated image when asked for. Boxes come back in the original's pixels either way.
         size = self.registry.input_size(options.model)
@@ -291,17 +295,21 @@ class Service:
         return response
 
     async def run_predict(
-        self, data: bytes, options: PredictOptions, receive: Receive | None = None
+        self, data: bytes | str, options: PredictOptions, receive: Receive | None = None
     ) -> PredictResponse:
         """Run :meth:`predict` in a worker thread once a worker slot is free, while watching the client.
 
-        The checks (and a first load of the model) run first, in a thread of their own, outside the
-        slots. ``receive``: the request's ASGI receive, its body already read; when it says the client
+        The checks run first, outside the slots: here on the event loop when the model is loaded (a
+        few microseconds), else in a thread of their own, where a first use loads the model without
+        holding a slot. ``receive``: the request's ASGI receive, its body already read; when it says the client
         disconnected, a request still waiting for a slot is dropped, and one that runs stops at its next
         check (its decoder's next read, or before the model). A request cancelled by the server (its
         shutdown) returns at once; its thread, told to stop, keeps its slot until it has.
         """
-        await asyncio.shield(self._in_thread(self.check, options))
+        if self.registry.loaded(options.model):
+            self.check(options)
+        else:
+            await asyncio.shield(self._in_thread(self.check, options))
         gone = threading.Event()
         job = self._in_thread(self.predict, data, options, gone.is_set, limiter=self.slots)
         try:
@@ -682,8 +690,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+#: Predict bodies up to this size are parsed on the event loop (0.5 ms here), bigger ones in a worker thread.
+INLINE_JSON_BYTES = 256 * 1024
+
+
 def parse_predict_json(body: bytes, max_values: int) -> Any:
-    """A predict body's JSON, parsed in a worker thread: its values counted first, only the contract's fields kept.
+    """A predict body's JSON: its values counted first, only the contract's fields kept.
 
     Every JSON value but the first follows a comma or opens with a bracket, and a base64 image has
     none of them, so counting those bytes (fast, in C) bounds the number of values before a parser
@@ -747,7 +759,10 @@ class PredictRouteRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            self._json = await run_in_threadpool(parse_predict_json, body, self.max_values)
+            if len(body) <= INLINE_JSON_BYTES:  # parsing takes about as long as a trip to a thread would
+                self._json = parse_predict_json(body, self.max_values)
+            else:  # a bigger body would hold up every other request: parsed in a worker thread
+                self._json = await run_in_threadpool(parse_predict_json, body, self.max_values)
         return self._json
 
     def form(
@@ -877,15 +892,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def describe() -> str:
         return DESCRIPTION
 
+    # The probes are async: answered on the event loop, never queued behind busy worker threads.
     @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness: 200 as soon as the process serves")
-    def health() -> HealthResponse:
+    async def health() -> HealthResponse:
         return HealthResponse()
 
     @app.get("/ready", summary="Readiness: 200 once the default model is loaded, else 503", responses=_responses(503))
-    def ready(svc: ServiceDep) -> ReadyResponse:
+    async def ready(svc: ServiceDep) -> ReadyResponse:
         if not svc.ready.is_set():
             raise NotReady(svc.load_error or "the default model is still loading")
-        detector = svc.registry.get(svc.registry.default_model())
+        detector = svc.registry.get(None)  # the default model, loaded: nothing to read or load here
         return ReadyResponse(default_model=detector.spec.name, engine=detector.engine, precision=detector.precision)
 
     @app.get("/models", summary="The names of the models this service can serve")
@@ -928,8 +944,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @post_predict("/predict", "Send a base64 encoded image + the model name, get detections")
     async def predict(body: PredictRequest, svc: ServiceDep, request: Request) -> PredictResponse:
-        data = await run_in_threadpool(decode_base64, body.image)  # bytes, not pixels: no worker slot needed
-        return await svc.run_predict(data, body.options, request.receive)
+        return await svc.run_predict(body.image, body.options, request.receive)  # base64: decoded in the worker
 
     @post_predict("/predict/file", "The same as /predict, with the image as a multipart file upload (no base64)")
     async def predict_file(

@@ -81,7 +81,7 @@ class ModelCatalog:
         Raises:
             UnknownModel: the name is unsafe (``/``, ``\\``, ``..``) or not in the catalog.
         """
-        name = name.removesuffix(".pt").removesuffix(".onnx")
+        name = _bare_name(name)
         if not _SAFE_NAME.match(name) or ".." in name:
             raise UnknownModel(
                 f"invalid model name {name!r}: use a name from GET /models (letters, digits, '.', '_', '-'), not a path"
@@ -200,6 +200,11 @@ def _online() -> bool:
     return True
 
 
+def _bare_name(name: str) -> str:
+    """A model's name without the file suffix a user may add (``yolo26n.pt`` is ``yolo26n``)."""
+    return name.removesuffix(".pt").removesuffix(".onnx")
+
+
 @functools.cache
 def _bundled_imgsz() -> int:
     """The input size the bundled model was trained at (read once, not per request)."""
@@ -241,9 +246,15 @@ class ModelRegistry:
         self._default: str | None = None
         self.on_predict: list[Callable[[PredictResponse], None]] = []  # observers, e.g. the /metrics histograms
 
-    def loaded(self, name: str) -> bool:
-        """True while ``name`` is loaded in this process."""
-        return self.catalog.spec(name).name in self._detectors
+    def loaded(self, name: str | None) -> bool:
+        """True while ``name`` (None: the default model, once resolved) is loaded in this process; reads no file."""
+        return self._loaded_name(name) in self._detectors
+
+    def _loaded_name(self, name: str | None) -> str:
+        """The name a loaded model of this name is kept under (not checked against the catalog)."""
+        if name is None:
+            return self._default or ""
+        return _bare_name(name)
 
     def detectors(self) -> dict[str, DetectorBase]:
         """The models loaded now, by name."""
@@ -252,6 +263,8 @@ class ModelRegistry:
 
     def get(self, name: str | None = None) -> DetectorBase:
         """The detector for ``name`` (the default model when None), loading it on first use."""
+        if (detector := self._use(self._loaded_name(name))) is not None:  # loaded: no file to look at
+            return detector
         spec = self.catalog.spec(name) if name else self.catalog.spec(self.default_model())
         if (detector := self._use(spec.name)) is not None:
             return detector

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from yolo_service import Settings, encode_base64, encode_image, sample_scene
+from yolo_service import Settings, api, encode_base64, encode_image, sample_scene
 from yolo_service.api import create_app
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -82,6 +82,26 @@ def test_a_streamed_body_of_exactly_the_limit_is_read_one_byte_more_is_413(clien
     assert_error(at_limit, 422, "InvalidRequest")
     over = client.post("/predict", content=chunks(limit + 1), headers={"content-type": "application/json"})
     assert_error(over, 413, "ImageTooLarge")
+
+
+@pytest.mark.parametrize("inline_bytes", [api.INLINE_JSON_BYTES, 0], ids=["parsed-on-the-loop", "parsed-in-a-thread"])
+def test_json_values_exactly_at_the_limit_are_read_one_more_is_422(client, settings, image, monkeypatch, inline_bytes):
+    """The values counted before parsing, on both sides of the size that sends the parsing to a worker thread."""
+    monkeypatch.setattr(api, "INLINE_JSON_BYTES", inline_bytes)
+    limit = settings.max_json_values
+
+    def body(values: int) -> bytes:  # "{", the comma before "ignored", "[" and the commas between its numbers
+        ones = ",".join(["1"] * (values - 2))
+        return f'{{"image": "{image}", "ignored": [{ones}]}}'.encode()
+
+    headers = {"content-type": "application/json"}
+    alone = client.post("/predict", json={"image": image})
+    at_limit = client.post("/predict", content=body(limit), headers=headers)
+    assert at_limit.status_code == 200, at_limit.text
+    assert at_limit.json()["detections"] == alone.json()["detections"] != []  # the ignored field is dropped
+    over = assert_error(client.post("/predict", content=body(limit + 1), headers=headers), 422, "InvalidRequest")
+    expected = f"the JSON body holds about {limit + 1:,} values; a predict request has at most {limit:,} "
+    assert over["detail"].startswith(expected)
 
 
 # --- the contract's ranges on both routes -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from yolo_service import ModelRegistry, Settings
+from yolo_service.errors import UnknownModel
 from yolo_service.models import BUNDLED_DIR
 
 
@@ -58,3 +59,17 @@ def test_a_model_loads_once_under_concurrent_first_use(weights, caplog):
         detectors = list(pool.map(lambda _: models.get("a"), range(8)))
     assert all(d is detectors[0] for d in detectors)
     assert sum("loaded model a " in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_loaded_model_is_served_from_memory_its_files_no_longer_read(weights):
+    """A request for a loaded model looks at no file: served even once its weights are gone from the folder."""
+    models = registry(weights, max_models=3)
+    assert not models.loaded(None)  # the default is not even resolved yet
+    a = models.get("a")
+    (weights / "a.pt").unlink()
+    (weights / "a.onnx").unlink()
+    assert models.get("a") is a and models.get("a.pt") is a and models.loaded("a.onnx")
+    with pytest.raises(UnknownModel, match="unknown model 'b2'"):  # a name never loaded is still looked up
+        models.get("b2")
+    models.get()
+    assert models.loaded(None) and models.get(None).spec.name == "shapes"

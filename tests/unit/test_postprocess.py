@@ -150,6 +150,14 @@ def test_yolo11_class_filter_and_max_detections():
     assert scores.tolist() == pytest.approx([0.9])
 
 
+def test_yolo11_a_class_filter_drops_an_anchor_whose_best_class_is_not_asked_for():
+    """As Ultralytics: an anchor is its best class; asked for another, it is dropped, not found as that other."""
+    head = yolo11_head([(10, 10, 4, 4, 0.9, 0.6), (50, 50, 4, 4, 0.3, 0.8)])
+    boxes, scores, classes = decode_output(head, confidence=0.25, iou=0.5, class_ids=[1], max_detections=10)
+    assert boxes.tolist() == [[48, 48, 52, 52]] and classes.tolist() == [1]
+    assert scores.tolist() == pytest.approx([0.8])
+
+
 def end_to_end_head(rows: list[tuple[float, float, float, float, float, int]]) -> np.ndarray:
     """A YOLO26 output ``[1, max_det, 6]``: x_min, y_min, x_max, y_max, score, class."""
     return np.array(rows, dtype=np.float32)[None]
