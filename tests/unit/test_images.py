@@ -191,3 +191,42 @@ def test_a_turned_tiff_comes_out_as_people_see_it_once():
     assert loaded.size == expected.size == (20, 40)
     assert loaded.getpixel((15, 5)) == expected.getpixel((15, 5)) == (255, 0, 0)  # the red corner moved top right
     assert loaded.getpixel((5, 5)) == (255, 255, 255)
+
+
+def png_with_exif(orientation: int, *, after_pixels: bool) -> bytes:
+    """A 40x20 PNG (a red band on its left) with an eXIf chunk holding ``orientation``, before or after its pixels."""
+    image = Image.new("RGB", (40, 20), "white")
+    image.paste((255, 0, 0), (0, 0, 10, 20))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")  # a PNG's eXIf holds the TIFF structure alone
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data))
+    png = encode_image(image)
+    where = png.rindex(b"IEND") - 4 if after_pixels else png.index(b"IDAT") - 4
+    return png[:where] + chunk + png[where:]
+
+
+def test_a_png_orientation_before_the_pixels_is_applied_one_after_them_is_not():
+    """As browsers, and as PNG's third edition requires (w3c/png#447): an orientation after the pixels would mean
+    decoding the whole image before its size is known, so it is ignored. Pillow's own ``getexif`` reads it."""
+    before = load_image(png_with_exif(6, after_pixels=False))
+    assert before.size == (20, 40) and before.getpixel((10, 2)) == (255, 0, 0)  # the red band turned to the top
+    after = load_image(png_with_exif(6, after_pixels=True))
+    assert after.size == (40, 20) and after.getpixel((2, 10)) == (255, 0, 0)  # as stored
+    assert Image.open(io.BytesIO(png_with_exif(6, after_pixels=True))).getexif()[0x0112] == 6
+
+
+def test_an_exif_block_pillow_cannot_read_leaves_the_image_as_stored(monkeypatch):
+    """Reading EXIF may raise on a damaged block (Pillow's behaviour differs between versions and formats)."""
+    stored = Image.new("RGB", (40, 20), "white")
+    stored.paste((255, 0, 0), (0, 0, 10, 20))
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08", quality=95)
+
+    def unreadable(self):
+        raise SyntaxError("not a TIFF file")
+
+    monkeypatch.setattr(Image.Image, "getexif", unreadable)
+    loaded = load_image(buffer.getvalue())
+    assert loaded.size == (40, 20)
+    assert loaded.getpixel((2, 10))[0] > 200 and loaded.getpixel((37, 10))[1] > 200  # red left, white right
