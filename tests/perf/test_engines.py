@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -321,6 +322,46 @@ def test_auto_exports_a_pt_once_on_first_load_and_keeps_the_file(tmp_path):
         "mine.onnx",
         "mine.pt",
     ]  # no scratch folder left behind
+
+
+def stale_export(folder: Path) -> Path:
+    """``mine.pt`` (the bundled weights) and a ``mine.onnx`` written an hour before it: retrained since."""
+    from yolo_service.models import BUNDLED_DIR
+
+    weights, onnx = folder / "mine.pt", folder / "mine.onnx"
+    weights.write_bytes((BUNDLED_DIR / "shapes.pt").read_bytes())
+    onnx.write_bytes((BUNDLED_DIR / "shapes.onnx").read_bytes())
+    hour_ago = weights.stat().st_mtime - 3600
+    os.utime(onnx, (hour_ago, hour_ago))
+    return onnx
+
+
+def test_auto_exports_again_a_pt_newer_than_its_export(tmp_path, caplog):
+    onnx = stale_export(tmp_path)
+    old = onnx.stat().st_mtime
+    with caplog.at_level("INFO", logger="yolo_service.engines"):
+        detector = ModelRegistry(Settings(weights_dir=tmp_path, offline=True)).get("mine")
+    assert (detector.engine, detector.path) == ("openvino", onnx)
+    assert onnx.stat().st_mtime > old + 3000  # written now
+    lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.engines"]
+    assert lines == [
+        f"model mine: exported again (the .pt is newer than its last export) to {onnx}, served by openvino from now on"
+    ]
+
+
+def test_a_forced_engine_serves_an_export_older_than_its_pt_and_says_how_to_redo_it(tmp_path, caplog):
+    onnx = stale_export(tmp_path)
+    old = onnx.stat().st_mtime
+    with caplog.at_level("WARNING", logger="yolo_service.engines"):
+        registry = ModelRegistry(Settings(weights_dir=tmp_path, offline=True, engine="onnxruntime"))
+        image, shapes = sample_scenes()["three shapes"]
+        assert_finds(shapes, registry.predict_image(image, "mine").detections)
+    assert onnx.stat().st_mtime == old  # served as it is, not exported behind the user's back
+    lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.engines"]
+    assert lines == [
+        f"model mine: {onnx} is older than mine.pt, an export of earlier weights? Served as it is; "
+        "`yolo-service export mine` exports it again"
+    ]
 
 
 def test_auto_falls_back_to_pytorch_with_one_line_when_the_export_fails(tmp_path, caplog):

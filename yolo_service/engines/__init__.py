@@ -117,6 +117,22 @@ def _can_export(spec: ModelSpec, settings: Settings) -> bool:
     )
 
 
+#: Seconds a ``.pt`` may be newer than its export before the export counts as one of earlier weights:
+#: files copied together land a moment apart, a retrained model minutes after its last export.
+STALE_AFTER = 2.0
+
+
+def _older_than_weights(exported: Path, spec: ModelSpec) -> bool:
+    """Whether ``exported`` is older than the model's ``.pt`` (retrained since it was exported).
+
+    Not for the bundled model: the package ships both files, made together; their checkout times
+    say nothing about which came first.
+    """
+    if spec.source == "bundled" or spec.path.suffix != ".pt" or not spec.path.is_file():
+        return False
+    return spec.path.stat().st_mtime - exported.stat().st_mtime > STALE_AFTER
+
+
 def choose_engine(spec: ModelSpec, settings: Settings) -> EngineName:
     """The engine that serves ``spec``: the forced one, or for ``auto`` the fastest that can serve it here.
 
@@ -157,21 +173,35 @@ def load_detector(spec: ModelSpec, settings: Settings) -> DetectorBase:
     """A detector for ``spec`` on the engine :func:`choose_engine` picks.
 
     ``auto`` with an exported engine and no ONNX file yet: the ``.pt`` is exported first (once: the
-    file is kept, see :func:`export_target`). If that fails, the model is served by PyTorch, and one
-    log line says why.
+    file is kept, see :func:`export_target`), and again when the ``.pt`` is newer than its export
+    (retrained). If that fails, the model is served by PyTorch, and one log line says why. An export
+    older than its ``.pt`` that cannot be made again here (a forced engine, no torch, INT8) is served
+    with a warning that says how to export it again.
 
     Raises:
         ModelUnavailable: the engine's runtime is not installed, or the model's file for it is missing.
     """
     engine = choose_engine(spec, settings)
     exporting = settings.engine == "auto" and engine != "ultralytics" and _can_export(spec, settings)
-    if exporting and ENGINES[engine].weights(spec, settings) is None:
+    current = ENGINES[engine].weights(spec, settings) if engine in EXPORTED else None
+    stale = current is not None and _older_than_weights(current, spec)
+    if stale and not exporting:
+        again = f"yolo-service export {spec.name}" + (" --int8" if settings.precision == "int8" else "")
+        logger.warning(
+            "model %s: %s is older than %s, an export of earlier weights? Served as it is; `%s` exports it again",
+            spec.name,
+            current,
+            spec.path.name,
+            again,
+        )
+    if exporting and (current is None or stale):
         from .export import export_onnx
 
         target = export_target(spec, settings)
         try:
             export_onnx(spec, target)
-            logger.info("model %s: exported to %s, served by %s from now on", spec.name, target, engine)
+            why = "exported again (the .pt is newer than its last export)" if stale else "exported"
+            logger.info("model %s: %s to %s, served by %s from now on", spec.name, why, target, engine)
         except Exception as exc:  # Ultralytics and torch raise many types; PyTorch still serves, and the log says why
             logger.warning("model %s runs on PyTorch: its ONNX export to %s failed (%s)", spec.name, target, exc)
             engine = "ultralytics"
