@@ -206,13 +206,17 @@ def check_backend(url: str) -> tuple[Notice, list[str]]:
     try:
         client = get_client(url)
         client.health()
-        version, models, ready = client.version(), client.models(), client.ready()
+        version, models, ready = client.version(), client.models(), client.readiness()
     except BackendUnreachable as exc:
         return unreachable(url, exc), []
     except YoloServiceError as exc:
         return failed(exc), []
-    alive = "Backend is alive" if ready else "Backend is alive (model still loading)"
-    return Notice("success", alive, f"yolo-service {version}"), models
+    if ready is None:
+        return Notice("success", "Backend is alive (model still loading)", f"yolo-service {version}"), models
+    serving = f"default model {ready.default_model[:100]}"
+    if ready.engine:  # older backends do not say
+        serving += f" on {ready.engine[:40]}" + (f" ({ready.precision[:40]})" if ready.precision else "")
+    return Notice("success", "Backend is alive", f"yolo-service {version}, {serving}"), models
 
 
 def choose_backend() -> str:

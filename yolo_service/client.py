@@ -41,7 +41,7 @@ from pydantic import BaseModel, ValidationError
 from .config import get_settings
 from .errors import BackendUnreachable, YoloServiceError, error_class
 from .images import encode_base64, encode_image, read_image_bytes
-from .schema import ModelInfo, PredictResponse
+from .schema import ModelInfo, PredictResponse, ReadyResponse
 
 __all__ = ["Client", "new_traceparent", "normalize_url", "origin"]
 
@@ -375,13 +375,18 @@ class Client:
 
     def ready(self) -> bool:
         """True once the backend's default model is loaded."""
+        return self.readiness() is not None
+
+    def readiness(self) -> ReadyResponse | None:
+        """The backend's ``/ready`` answer (its default model, and the engine and precision serving it);
+        None while that model is still loading."""
         try:
-            self._request("GET", "/ready")
+            answer = self._request("GET", "/ready")
         except YoloServiceError as exc:
             if exc.status_code == 503 and not isinstance(exc, BackendUnreachable):
-                return False
+                return None
             raise
-        return True
+        return self._parse(ReadyResponse, answer)
 
     def models(self) -> list[str]:
         """The names of the models the backend serves."""

@@ -136,6 +136,22 @@ def test_ready_is_true_on_200(server):
     assert Client(server.url).ready() is True
 
 
+def test_readiness_says_the_default_model_and_the_engine_or_none_while_loading(server):
+    server.answer("/ready", 200, {"status": "ready", "default_model": "mine", "engine": "openvino", "precision": "bf16"})
+    ready = Client(server.url).readiness()
+    assert (ready.default_model, ready.engine, ready.precision) == ("mine", "openvino", "bf16")
+    server.answer("/ready", 200, {"status": "ready", "default_model": "old"})  # an older server: no engine said
+    assert Client(server.url).readiness().engine is None
+    server.answer("/ready", 503, {"detail": "the default model is still loading", "error": "NotReady"})
+    assert Client(server.url).readiness() is None
+
+
+def test_a_ready_answer_that_is_not_the_api_s_is_said(server):
+    server.answer("/ready", 200, {"status": "fine"})
+    with pytest.raises(YoloServiceError, match=r"answered JSON that is not a ReadyResponse \(2 problems\)"):
+        Client(server.url).ready()
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 
+import httpx
 import pytest
 
 from tests.helpers import Server, free_port, logged_line
@@ -66,7 +67,11 @@ def test_upload_and_predict_in_a_real_browser(frontend, backend, tmp_path, artif
             expect(page.get_by_label("Backend URL")).to_have_value(backend.url, timeout=60_000)
             page.get_by_role("button", name="Is alive").click()
             expect(page.get_by_text("Backend is alive", exact=True)).to_be_visible(timeout=30_000)
-            expect(page.get_by_text(f"yolo-service {__version__}", exact=True)).to_be_visible()  # as text
+            # as text, with the engine serving the default model (OpenVINO here; f32, or bf16 on a CPU with it)
+            ready = httpx.get(backend.url + "/ready", timeout=30).json()
+            assert ready["engine"] == "openvino"
+            serving = f"yolo-service {__version__}, default model shapes on openvino ({ready['precision']})"
+            expect(page.get_by_text(serving, exact=True)).to_be_visible()
 
             page.locator("input[type=file]").set_input_files(upload)
             expect(page.get_by_text("three-shapes.png")).to_be_visible(timeout=30_000)

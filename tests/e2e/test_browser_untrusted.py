@@ -40,7 +40,8 @@ def test_backend_markdown_shows_as_literal_text_in_a_real_browser(artifacts):
                 page.goto(frontend.url)
                 page.get_by_role("button", name="Is alive").click()
                 expect(page.get_by_text("Backend is alive", exact=True)).to_be_visible(timeout=30_000)
-                expect(page.get_by_text(f"yolo-service {version}", exact=True)).to_be_visible()
+                serving = f"default model {f'model {evil}'[:100]} on {backend.strings.engine} (f32)"
+                expect(page.get_by_text(f"yolo-service {version}, {serving}", exact=True)).to_be_visible()
                 expect(page.get_by_text(f"Models: model {evil}", exact=True)).to_be_visible()
 
                 page.get_by_text("Try a sample").click()

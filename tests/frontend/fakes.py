@@ -60,6 +60,7 @@ class KitStrings:
     version: str = "0.0.0-fake"
     models: list[str] = field(default_factory=lambda: ["fake"])
     classes: list[str] = field(default_factory=lambda: ["thing"])
+    engine: str = "fake-engine"
     #: when set, predictions get this error: (status, detail, error name)
     predict_error: tuple[int, str, str] | None = None
 
@@ -97,7 +98,7 @@ class KitBackend(_Server):
         if path == "/health":
             return 200, {"status": "ok"}
         if path == "/ready":
-            return 200, {"status": "ready"}
+            return 200, {"status": "ready", "default_model": s.models[0], "engine": s.engine, "precision": "f32"}
         if path == "/version":
             return 200, s.version
         if path == "/models":

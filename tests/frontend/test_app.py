@@ -7,6 +7,7 @@ import re
 import threading
 import time
 
+import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -44,7 +45,9 @@ def test_is_alive_with_a_running_backend(backend):
     at.button(key="is_alive").click().run()
     assert not at.exception and not at.error
     assert at.sidebar.success[0].value == "Backend is alive"
-    assert at.sidebar.text[0].value == f"yolo-service {yolo_service.__version__}"
+    ready = httpx.get(backend.url + "/ready", timeout=30).json()  # the engine this machine serves shapes on
+    serving = f"default model shapes on {ready['engine']} ({ready['precision']})"
+    assert at.sidebar.text[0].value == f"yolo-service {yolo_service.__version__}, {serving}"
     assert "shapes" in at.sidebar.text[1].value
     assert "shapes" in at.selectbox(key="model").options
 

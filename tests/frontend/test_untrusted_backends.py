@@ -212,6 +212,7 @@ def markdown_backend(settings_env):
             version=f"9.9 [key]({backend.url}/k) ![]({backend.url}/v.png)",
             models=[f"model {evil}"],
             classes=[f"class {evil}", "plain"],
+            engine=f"[e]({backend.url}/e)",
         )
         settings_env(BACKEND_URL=backend.url)
         yield backend, evil
@@ -223,7 +224,8 @@ def test_backend_strings_are_shown_as_text_never_markdown(markdown_backend):
     at.button(key="is_alive").click().run()
     assert not at.exception
     version = backend.strings.version
-    assert [t.value for t in at.sidebar.text] == [f"yolo-service {version}", f"Models: model {evil}"]
+    serving = f"default model {f'model {evil}'[:100]} on {backend.strings.engine} (f32)"  # names cut at 100
+    assert [t.value for t in at.sidebar.text] == [f"yolo-service {version}, {serving}", f"Models: model {evil}"]
     assert at.selectbox(key="model").options == ["(server default)", f"model {evil}"]  # options are plain text
     at.selectbox(key="model").set_value(f"model {evil}").run()
     assert at.multiselect(key="classes").options == [f"class {evil}", "plain"]
