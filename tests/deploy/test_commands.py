@@ -133,6 +133,8 @@ def test_frontend_deploy_fits_streamlit_behind_cloud_run():
     assert int(f["timeout"]) >= 3600  # the websocket lives as long as the request
     assert f["max-instances"] == "1"  # sessions and the cookie secret live in one instance
     assert f["image"] == CONFIG.frontend_image
+    # open to anyone: the Backend URL box is fixed, so no visitor has the service call a URL of theirs
+    assert "YOLO_SERVICE_UI_BACKEND_EDITABLE=false" in f["update-env-vars"].split(",")
 
 
 def test_both_services_know_their_project_so_their_log_entries_name_the_trace(monkeypatch):

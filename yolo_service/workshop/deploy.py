@@ -233,6 +233,8 @@ def deploy_frontend_command(config: DeployConfig, backend_url: str) -> list[str]
 
     Streamlit keeps each session in one instance's memory over a websocket: session affinity,
     a long request timeout (the websocket's lifetime) and a single instance keep a session whole.
+    A UI open to anyone talks only to its own backend: a visitor cannot have the service call a URL
+    of theirs (``YOLO_SERVICE_UI_BACKEND_EDITABLE=false``).
     """
     return [
         "gcloud",
@@ -245,7 +247,8 @@ def deploy_frontend_command(config: DeployConfig, backend_url: str) -> list[str]
         f"--port={FRONTEND_PORT}",
         f"--memory={FRONTEND_MEMORY}",
         f"--cpu={FRONTEND_CPU}",
-        f"--update-env-vars=BACKEND_URL={backend_url},GOOGLE_CLOUD_PROJECT={config.project}",
+        f"--update-env-vars=BACKEND_URL={backend_url},GOOGLE_CLOUD_PROJECT={config.project},"
+        "YOLO_SERVICE_UI_BACKEND_EDITABLE=false",
         "--session-affinity",
         "--timeout=3600",
         "--max-instances=1",
