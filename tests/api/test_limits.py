@@ -7,6 +7,7 @@ carry ``Retry-After``.
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 
@@ -239,6 +240,61 @@ def anyio_backend():
 
 
 # --- error rendering --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_client_that_leaves_while_waiting_for_a_slot_is_dropped_and_logged_as_499(weights_dir, image, caplog):
+    """The one worker slot held by the test: the request waits; its client disconnects; it is dropped, never run."""
+    settings = Settings(weights_dir=weights_dir, offline=True, preload=False, engine="onnxruntime", workers=1)
+    app = create_app(settings)
+    service = app.state.service
+    body = json.dumps({"image": image, "model": "shapes"}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+    left = anyio.Event()
+    messages: list[dict] = []
+    delivered = False
+
+    async def receive() -> dict:  # the whole body, then (once the test says so) the client is gone
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    service.registry.get("shapes")  # loaded: the request goes straight to waiting for the slot
+    holder = object()
+    await service.slots.acquire_on_behalf_of(holder)
+    with caplog.at_level("INFO", logger="yolo_service.api"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope, receive, send)
+            with anyio.fail_after(30):
+                while service.in_flight < 1:
+                    await anyio.sleep(0.01)
+            assert service.slots.borrowed_tokens == 1 and messages == []  # waiting, unanswered
+            left.set()
+    service.slots.release_on_behalf_of(holder)
+    assert messages[0]["status"] == 499
+    assert json.loads(messages[1]["body"])["error"] == "ClientDisconnected"
+    assert service.in_flight == 0 and service.slots.borrowed_tokens == 0  # nothing kept, the slot never taken
+    lines = [r.getMessage() for r in caplog.records if r.name == "yolo_service.api"]
+    assert [line for line in lines if "POST /predict 499 " in line], lines
 
 
 def test_a_schema_error_lists_five_problems_and_counts_the_rest(client):
