@@ -58,6 +58,7 @@ __all__ = [
     "logging_read_command",
     "run",
     "service_logs_command",
+    "service_url",
     "trace_filter",
 ]
 
@@ -263,6 +264,23 @@ def backend_url_command(config: DeployConfig) -> list[str]:
         *_scope(config),
         "--format=value(status.url)",
     ]
+
+
+def service_url(config: DeployConfig) -> tuple[str | None, str]:
+    """The backend service's URL, asked with :func:`backend_url_command`; or None and gcloud's reason.
+
+    A service that was not deployed (or not in this region or project) has no URL: gcloud says so on
+    stderr, and the notebook must stop there rather than call an empty address.
+    """
+    if shutil.which("gcloud") is None:
+        return None, "the gcloud CLI is not installed"
+    result = subprocess.run(backend_url_command(config), capture_output=True, text=True, timeout=60)
+    url = result.stdout.strip()
+    if result.returncode != 0 or not url:
+        said = result.stderr.strip().splitlines()
+        reason = said[-1] if said else "gcloud printed none"
+        return None, f"no URL for {config.backend_service} in {config.region}: {reason}"
+    return url, f"{config.backend_service}: {url}"
 
 
 def service_logs_command(
