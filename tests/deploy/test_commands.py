@@ -241,6 +241,13 @@ def test_every_command_is_a_plain_argument_list():
         assert shlex.split(shlex.join(command)) == command
 
 
+def test_run_refuses_a_command_given_as_text(capsys):
+    # Text would be taken one character at a time ("g", "c", "l", ...): say how to make the list instead.
+    with pytest.raises(TypeError, match=r"a list of arguments, not text: shlex.split"):
+        deploy.run("gcloud run services list", live=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_service_url_is_the_url_gcloud_prints_or_none_with_gclouds_reason(tmp_path, monkeypatch):
     gcloud = tmp_path / "gcloud"
     gcloud.write_text(

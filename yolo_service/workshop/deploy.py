@@ -367,6 +367,8 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch:
     Returns:
         The exit code (of the last command run), or None when nothing ran.
     """
+    if isinstance(command, str):
+        raise TypeError(f"a command is a list of arguments, not text: shlex.split({command!r}) makes one")
     if command and isinstance(command[0], str):
         commands = [[str(word) for word in command]]
     else:
