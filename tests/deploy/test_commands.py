@@ -6,6 +6,7 @@ is shown to print the exact command and run nothing.
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
@@ -240,3 +241,33 @@ def test_every_command_is_a_plain_argument_list():
         assert command[0] in {"gcloud", "docker"} and all(isinstance(a, str) and a for a in command)
         # What run() prints is one shell line that splits back into the same arguments.
         assert shlex.split(shlex.join(command)) == command
+
+
+def test_run_refuses_a_command_given_as_text(capsys):
+    # Text would be taken one character at a time ("g", "c", "l", ...): say how to make the list instead.
+    with pytest.raises(TypeError, match=r"a list of arguments, not text: shlex.split"):
+        deploy.run("gcloud run services list", live=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_service_url_is_the_url_gcloud_prints_or_none_with_gclouds_reason(tmp_path, monkeypatch):
+    gcloud = tmp_path / "gcloud"
+    gcloud.write_text(
+        "#!/bin/sh\n"
+        'if [ -n "$NO_SERVICE" ]; then\n'
+        '  echo "ERROR: (gcloud.run.services.describe) Cannot find service" >&2; exit 1\n'
+        "fi\n"
+        'echo "$*"\n'
+    )
+    gcloud.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    config = deploy.DeployConfig(project="p")
+    url, why = deploy.service_url(config)
+    assert url == " ".join(deploy.backend_url_command(config)[1:]) and why == f"yolo-backend: {url}"  # that command
+    monkeypatch.setenv("NO_SERVICE", "1")
+    assert deploy.service_url(config) == (
+        None,
+        "no URL for yolo-backend in europe-west1: ERROR: (gcloud.run.services.describe) Cannot find service",
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert deploy.service_url(config) == (None, "the gcloud CLI is not installed")

@@ -43,7 +43,9 @@ name, args = os.path.basename(sys.argv[0]), sys.argv[1:]
 with open(os.environ["FAKE_TOOLS_RECORD"], "a") as record:
     record.write(json.dumps([name, *args]) + "\\n")
 if args[:3] == ["config", "get-value", "project"]:
-    print("{project}")
+    print(os.environ.get("FAKE_GCLOUD_PROJECT", "{project}"))
+elif args[:3] == ["run", "services", "describe"] and os.environ.get("FAKE_NO_SERVICE"):
+    sys.exit("ERROR: (gcloud.run.services.describe) Cannot find service [yolo-backend]")
 elif args[:3] == ["run", "services", "describe"]:
     print(os.environ["FAKE_SERVICE_URL"])
 elif args[:1] == ["info"]:
@@ -82,11 +84,12 @@ def recorded(record: Path) -> list[list[str]]:
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
 
-def run_live_switch(name: str, tmp_path: Path, *, live: bool) -> nbformat.NotebookNode:
+def run_live_switch(name: str, tmp_path: Path, *, live: bool, failing: bool = False) -> nbformat.NotebookNode:
     """Run a copy of ``notebooks/NAME.ipynb`` with its switch set to ``live``; fail on any error or leftover.
 
-    The copy runs in an empty working directory with the notebook tests' runner: no cell may fail, the
-    notebook must stop every process it started, and none may outlive the kernel or leave a file behind.
+    The copy runs in an empty working directory with the notebook tests' runner: no cell may fail (unless
+    ``failing``: the caller checks where), the notebook must stop every process it started, and none may
+    outlive the kernel or leave a file behind.
     """
     notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     off = SWITCHES[name]
@@ -99,7 +102,7 @@ def run_live_switch(name: str, tmp_path: Path, *, live: bool) -> nbformat.Notebo
     workdir.mkdir()
     tag = run_tag()
     executed = run_notebook(copy, workdir, timeout=240)
-    assert errors(executed) == [], errors(executed)
+    assert bool(errors(executed)) == failing, errors(executed)
     assert left_running(executed) == [], f"{name} did not stop the processes it started"
     assert tagged_processes(tag) == [], f"{name} left processes running"
     assert list(workdir.iterdir()) == [], f"{name} left files in its working directory"
@@ -171,7 +174,26 @@ def test_going_further_notebook_with_cleanup_on_deletes_everything(fake_tools, t
     notebook = run_live_switch("07_going_further", tmp_path, live=True)
     config = deploy.DeployConfig(project=FAKE_PROJECT)
     assert recorded(fake_tools) == [GET_PROJECT, deploy.compose_down_command(), *deploy.cleanup_commands(config)]
-    assert f"gs://{FAKE_PROJECT}_cloudbuild" in printed(notebook)  # the bucket: said, not deleted
+    assert recorded(fake_tools)[-1][:4] == ["gcloud", "storage", "rm", "--recursive"]  # Cloud Build's bucket
+    assert "If you built with Cloud Build" not in printed(notebook)  # deleted, not left to the learner
+
+
+@pytest.mark.parametrize("name", ["06_cloud_run", "07_going_further"])
+def test_with_no_gcloud_project_nothing_runs_with_a_placeholder(name, fake_tools, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_GCLOUD_PROJECT", "(unset)")
+    notebook = run_live_switch(name, tmp_path, live=True, failing=True)
+    first_error = errors(notebook)[0]
+    assert first_error[1] == "RuntimeError" and "gcloud has no project configured: run `gcloud init`" in first_error[2]
+    assert [c for c in recorded(fake_tools) if c[0] == "gcloud" and "your-project-id" in " ".join(c)] == []
+
+
+def test_cloud_run_notebook_stops_with_gclouds_reason_when_the_service_has_no_url(fake_tools, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_NO_SERVICE", "1")
+    notebook = run_live_switch("06_cloud_run", tmp_path, live=True, failing=True)
+    index, name, message = errors(notebook)[0]
+    assert "deploy.service_url(config)" in notebook.cells[index].source and name == "RuntimeError"
+    assert "Cannot find service [yolo-backend]" in printed(notebook)  # gcloud's own reason, not "LIVE is False"
+    assert "LIVE is False" not in printed(notebook)
 
 
 def test_only_the_going_further_notebook_deletes_anything():

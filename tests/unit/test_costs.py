@@ -64,3 +64,19 @@ def test_the_notebook_measures_and_computes_with_the_same_code():
     )
     assert "bench.cpu_seconds(backend.pid)" in code
     assert "costs.summary(" in code and "costs.class_cost(" in code
+
+
+def test_the_notebook_shows_the_dollar_amounts_as_text_not_as_latex_math():
+    # Jupyter reads the text between two unescaped `$` as math: "| $0.0013 | ... | $0.0055 |" became a formula.
+    import nbformat
+
+    shown = costs.notebook_markdown(costs.table(costs.summary(0.046, BACKEND, FRONTEND)))
+    assert re.findall(r"(?<!\\)\$", shown) == [] and r"\$0.0016" in shown
+    assert re.findall(r"(?<!\\)\$", costs.notebook_markdown(costs.prices_table())) == []
+    code = "\n".join(
+        c.source for c in nbformat.read(ROOT / "notebooks" / "07_going_further.ipynb", 4).cells if c.cell_type == "code"
+    )
+    displayed = re.findall(r"display\(Markdown\((.*)\)\)", code)
+    assert displayed and all(arg.startswith("costs.notebook_markdown(") for arg in displayed if "table(" in arg), (
+        displayed
+    )

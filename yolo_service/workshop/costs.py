@@ -25,6 +25,7 @@ __all__ = [
     "class_cost",
     "dollars",
     "idle_cost",
+    "notebook_markdown",
     "predictions_cost",
     "prices_table",
     "summary",
@@ -198,3 +199,12 @@ def prices_table(prices: Prices = PRICES) -> str:
         text = f"{amount:.7f}".rstrip("0")  # as published: $0.0000025, and at least cents: $0.40
         lines.append(f"| {what} | ${text.ljust(text.index('.') + 3, '0')} |")
     return "\n".join(["| price | USD |", "|---|---:|", *lines])
+
+
+def notebook_markdown(markdown: str) -> str:
+    """``markdown`` for a notebook's ``Markdown(...)``: each ``$`` escaped, so that it stays a dollar sign.
+
+    JupyterLab (and VS Code) read the text between two ``$`` as LaTeX math: a row of two amounts would
+    come out as one italic formula. The workshop's pages (MkDocs, no math extension) take the plain text.
+    """
+    return markdown.replace("$", r"\$")

@@ -58,6 +58,7 @@ __all__ = [
     "logging_read_command",
     "run",
     "service_logs_command",
+    "service_url",
     "trace_filter",
 ]
 
@@ -268,6 +269,23 @@ def backend_url_command(config: DeployConfig) -> list[str]:
     ]
 
 
+def service_url(config: DeployConfig) -> tuple[str | None, str]:
+    """The backend service's URL, asked with :func:`backend_url_command`; or None and gcloud's reason.
+
+    A service that was not deployed (or not in this region or project) has no URL: gcloud says so on
+    stderr, and the notebook must stop there rather than call an empty address.
+    """
+    if shutil.which("gcloud") is None:
+        return None, "the gcloud CLI is not installed"
+    result = subprocess.run(backend_url_command(config), capture_output=True, text=True, timeout=60)
+    url = result.stdout.strip()
+    if result.returncode != 0 or not url:
+        said = result.stderr.strip().splitlines()
+        reason = said[-1] if said else "gcloud printed none"
+        return None, f"no URL for {config.backend_service} in {config.region}: {reason}"
+    return url, f"{config.backend_service}: {url}"
+
+
 def service_logs_command(
     config: DeployConfig, service: str | None = None, *, severity: str | None = None, limit: int = 50
 ) -> list[str]:
@@ -352,6 +370,8 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch:
     Returns:
         The exit code (of the last command run), or None when nothing ran.
     """
+    if isinstance(command, str):
+        raise TypeError(f"a command is a list of arguments, not text: shlex.split({command!r}) makes one")
     if command and isinstance(command[0], str):
         commands = [[str(word) for word in command]]
     else:
