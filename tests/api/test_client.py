@@ -137,7 +137,9 @@ def test_ready_is_true_on_200(server):
 
 
 def test_readiness_says_the_default_model_and_the_engine_or_none_while_loading(server):
-    server.answer("/ready", 200, {"status": "ready", "default_model": "mine", "engine": "openvino", "precision": "bf16"})
+    server.answer(
+        "/ready", 200, {"status": "ready", "default_model": "mine", "engine": "openvino", "precision": "bf16"}
+    )
     ready = Client(server.url).readiness()
     assert (ready.default_model, ready.engine, ready.precision) == ("mine", "openvino", "bf16")
     server.answer("/ready", 200, {"status": "ready", "default_model": "old"})  # an older server: no engine said
