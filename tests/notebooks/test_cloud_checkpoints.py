@@ -1,9 +1,11 @@
-"""Step 7's sizing checkpoint tells a wrong answer from a right one on a fast machine, without a kernel.
+"""Checkpoints of the cloud steps tell a wrong answer from a right one, without a kernel.
 
-The exercise cell's given lines (``TARGET_RPS``) and the checkpoint cell run as the notebook has them, with
-``results`` as a learner measured them on a 2-CPU machine: one client alone already got 33 requests/s. A
-target below that made both right answers 1, so an ``instances_at_1`` computed from the best throughput
-(the wrong row) passed, and the question "what does --concurrency buy?" had nothing to compare.
+Step 6's deployment check asks for the JSON of ``/health`` and of ``/ready``: when it asked for their status
+codes, the liveness route's 200 passed for the readiness one. Step 7's sizing checkpoint: the exercise cell's
+given lines (``TARGET_RPS``) and the checkpoint cell run as the notebook has them, with ``results`` as a learner
+measured them on a 2-CPU machine: one client alone already got 33 requests/s. A target below that made both
+right answers 1, so an ``instances_at_1`` computed from the best throughput (the wrong row) passed, and the
+question "what does --concurrency buy?" had nothing to compare.
 """
 
 from __future__ import annotations
@@ -73,3 +75,30 @@ def test_a_wrong_answer_is_not_yet(needed, at_1):
     }
     with pytest.raises(NotYet):
         run_sizing_checkpoint(answers[needed], answers[at_1])
+
+
+def deployment_checkpoint() -> str:
+    """Step 6's checkpoint (1), the deployment alive and ready, as the notebook has it."""
+    cells = nbformat.read(ROOT / "notebooks" / "06_cloud_run.ipynb", as_version=4).cells
+    exercise = next(i for i, c in enumerate(cells) if has_exercise(c) and "/ready" in c.source)
+    return next(c for c in cells[exercise:] if is_checkpoint(c)).source
+
+
+READY = {"status": "ready", "default_model": "shapes", "engine": "openvino", "precision": "f32"}
+
+
+def test_the_deployment_checkpoint_passes_the_two_answers():
+    exec(deployment_checkpoint(), {"check": check, "health": {"status": "ok"}, "ready": READY})
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        pytest.param({"status": "ok"}, id="the liveness answer read twice"),
+        pytest.param({"detail": "the default model is still loading", "error": "NotReady"}, id="a 503 body"),
+        pytest.param(200, id="the status code, not the body"),
+    ],
+)
+def test_the_deployment_checkpoint_tells_ready_from_alive(ready):
+    with pytest.raises(NotYet):
+        exec(deployment_checkpoint(), {"check": check, "health": {"status": "ok"}, "ready": ready})
