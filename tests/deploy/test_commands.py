@@ -215,12 +215,24 @@ def test_run_when_not_live_prints_the_exact_command_and_runs_nothing(capsys, tmp
     assert "CLEANUP is off: set CLEANUP = True" in capsys.readouterr().out
 
 
-def test_run_when_live_runs_and_returns_the_exit_code(tmp_path, capsys):
+def test_run_when_live_runs_and_stops_the_cell_at_a_failure(tmp_path, capsys):
     marker = tmp_path / "ran"
-    assert deploy.run(["touch", str(marker)], live=True) == 0 and marker.exists()
-    assert deploy.run([["true"], ["false"], ["touch", str(tmp_path / "not")]], live=True) == 1
+    assert deploy.run(["touch", str(marker)], live=True) is None and marker.exists()  # nothing for Jupyter to show
+    with pytest.raises(deploy.CommandFailed) as failure:
+        deploy.run([["true"], ["false"], ["touch", str(tmp_path / "not")]], live=True)
     assert not (tmp_path / "not").exists()  # stops at the first failure
+    said = "`false` exited with code 1: its output above says why"
+    assert str(failure.value) == said
+    assert failure.value._render_traceback_() == [f"\033[31m❌ {said}\033[0m"]  # Jupyter shows one line
     assert "$ touch" in capsys.readouterr().out
+
+
+def test_run_without_check_says_a_failure_and_goes_on(tmp_path, capsys):
+    """The clean-up: a delete that fails is said, and the cell goes on to the next one."""
+    assert deploy.run(["false"], live=True, check=False) is None
+    assert deploy.run(["touch", str(tmp_path / "next")], live=True, check=False) is None
+    assert (tmp_path / "next").exists()
+    assert "$ false\nexited with code 1: going on" in capsys.readouterr().out
 
 
 def test_every_command_is_a_plain_argument_list():

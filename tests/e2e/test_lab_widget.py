@@ -79,6 +79,8 @@ def test_the_upload_widget_predicts_the_uploaded_image_in_jupyterlab(backend, tm
                 timeout=60_000
             )
 
+            # The table is drawn after the line above it: wait for its rows (a header row, then one per detection).
+            expect(page.locator(".jupyter-widgets table tr")).to_have_count(len(UPLOADED) + 1, timeout=30_000)
             found = table_rows(page)
             page.screenshot(path=str(artifacts / "jupyterlab-upload-widget.png"), full_page=True)
             print("detections in the widget's table:", found)

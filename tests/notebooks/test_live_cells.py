@@ -50,6 +50,8 @@ elif args[:3] == ["run", "services", "describe"]:
     print(os.environ["FAKE_SERVICE_URL"])
 elif args[:1] == ["info"]:
     print("27.3.1")
+elif os.environ.get("FAKE_FAILING") and " ".join(args).startswith(os.environ["FAKE_FAILING"]):
+    sys.exit("ERROR: (fake) this command fails")
 else:
     print("fake " + name + ": ok")
 """
@@ -194,6 +196,18 @@ def test_cloud_run_notebook_stops_with_gclouds_reason_when_the_service_has_no_ur
     assert "deploy.service_url(config)" in notebook.cells[index].source and name == "RuntimeError"
     assert "Cannot find service [yolo-backend]" in printed(notebook)  # gcloud's own reason, not "LIVE is False"
     assert "LIVE is False" not in printed(notebook)
+
+
+def test_a_live_command_that_fails_stops_its_cell_with_one_line(fake_tools, tmp_path, monkeypatch):
+    """The failed command's cell stops there (Jupyter's Run All with it; this runner goes on to the end)."""
+    monkeypatch.setenv("FAKE_FAILING", "artifacts repositories create")
+    notebook = run_live_switch("06_cloud_run", tmp_path, live=True, failing=True)
+    index, name, message = errors(notebook)[0]  # the first: this runner goes on, so later cells fail too
+    assert name == "CommandFailed" and "deploy.create_repository_command(config)" in notebook.cells[index].source
+    failed = shlex.join(deploy.create_repository_command(deploy.DeployConfig(project=FAKE_PROJECT)))
+    assert message == f"`{failed}` exited with code 1: its output above says why"
+    assert "deploy.docker_auth_command(config)" in notebook.cells[index].source  # the next line did not run:
+    assert ["gcloud", "auth", "configure-docker"] not in [c[:3] for c in recorded(fake_tools)]
 
 
 def test_only_the_going_further_notebook_deletes_anything():

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..config import MiB, Settings
 
 __all__ = [
+    "CommandFailed",
     "BACKEND_PORT",
     "CLOUD_RUN_MAX_REQUEST_BYTES",
     "CLOUD_RUN_SHUTDOWN_GRACE_SECONDS",
@@ -361,14 +362,29 @@ def compose_down_command(compose_file: str | Path = "docker-compose.yml") -> lis
     return ["docker", "compose", "-f", str(compose_file), "down"]
 
 
-def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch: str = "LIVE") -> int | None:
+class CommandFailed(RuntimeError):
+    """A live command exited with an error: its cell stops there, and "Run All" with it; its output says why."""
+
+    def __init__(self, argv: Sequence[str], code: int) -> None:
+        super().__init__(f"`{shlex.join(argv)}` exited with code {code}: its output above says why")
+        self.argv, self.code = list(argv), code
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this line instead of run()'s frames
+        return [f"\033[31m❌ {self}\033[0m"]
+
+
+def run(
+    command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch: str = "LIVE", check: bool = True
+) -> None:
     """Run ``command`` when ``live``; otherwise print the exact shell command and why it did not run.
 
     A list of commands runs in order and stops at the first that fails. ``switch`` is the name of the
     notebook's switch that ``live`` comes from (``LIVE``, or ``CLEANUP`` for the clean-up), for the message.
 
-    Returns:
-        The exit code (of the last command run), or None when nothing ran.
+    Raises:
+        CommandFailed: a command exited with an error, so the next cells do not build on it. With
+            ``check=False`` the failure is printed instead and the cell goes on (the clean-up: a delete
+            that fails must not keep the others from running).
     """
     if isinstance(command, str):
         raise TypeError(f"a command is a list of arguments, not text: shlex.split({command!r}) makes one")
@@ -376,7 +392,6 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch:
         commands = [[str(word) for word in command]]
     else:
         commands = [[str(word) for word in argv] for argv in command]
-    code = None
     for argv in commands:
         text = shlex.join(argv)
         if not live:
@@ -385,8 +400,10 @@ def run(command: Sequence[str] | Sequence[Sequence[str]], *, live: bool, switch:
         print(f"$ {text}", flush=True)
         code = subprocess.run(argv).returncode
         if code != 0:
-            break
-    return code
+            if check:
+                raise CommandFailed(argv, code)
+            print(f"exited with code {code}: going on", flush=True)
+            return
 
 
 def dockerfile_cmd(dockerfile: str | Path) -> list[str]:
