@@ -106,10 +106,6 @@ class PredictDemo(widgets.VBox):
             self.status.value = f"<span style='color:#b00'>{message}</span>"
             return None
         self.result = result
-        engine = f" on {result.engine}" if result.engine else ""
-        self.status.value = html.escape(
-            f"{len(result.detections)} detections by {result.model}{engine} in {result.time * 1000:.0f} ms"
-        )
         self.image.value = encode_image(draw_detections(image, result.detections))
         rows = "".join(
             f"<tr><td>{html.escape(d.class_name)}</td><td>{d.confidence:.2f}</td>"
@@ -119,5 +115,9 @@ class PredictDemo(widgets.VBox):
         self.table.value = (
             "<table><tr><th>class_name</th><th>confidence</th><th>x_min</th><th>y_min</th>"
             f"<th>x_max</th><th>y_max</th></tr>{rows}</table>"
+        )
+        engine = f" on {result.engine}" if result.engine else ""  # last: it says so once the boxes are shown
+        self.status.value = html.escape(
+            f"{len(result.detections)} detections by {result.model}{engine} in {result.time * 1000:.0f} ms"
         )
         return result
