@@ -833,7 +833,7 @@ def _print_summary(figures: dict[str, Any]) -> None:
             )
         for r in server["concurrency"]:
             print(
-                f"  {r['concurrency']} clients: {r['throughput_rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, "
+                f"  {r['concurrency']} at once: {r['throughput_rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, "
                 f"p99 {r['p99_ms']:.0f} ms, {r['ok']}/{r['requests']} ok"
             )
     big = figures["big_images"]
