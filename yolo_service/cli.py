@@ -111,7 +111,17 @@ def _up(args: argparse.Namespace) -> int:
         show_output=True,
     )
     # `kill`/`docker stop` send SIGTERM, not Ctrl-C's SIGINT: treat both alike, so neither leaves orphans.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Once: a second signal (make passes its own SIGTERM on to us) must not cut the stopping short.
+    stopping = False
+
+    def interrupt_once(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGTERM, interrupt_once)
     with api, ui:  # leaving the block stops both (SIGTERM, then kill), whatever happened
         print(f"API: http://localhost:{args.api_port}/docs   UI: http://localhost:{args.ui_port}   (Ctrl-C stops both)")
         try:

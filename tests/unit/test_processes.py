@@ -49,7 +49,15 @@ def test_a_server_that_never_becomes_ready_is_stopped(tmp_path):
 
 
 @pytest.mark.slow
-def test_up_runs_the_api_and_the_ui_and_ctrl_c_stops_both():
+@pytest.mark.parametrize(
+    "signals",
+    [
+        pytest.param([signal.SIGINT], id="ctrl-c"),
+        # `kill` of make's process group: make passes its own SIGTERM on, so `up` gets two at once
+        pytest.param([signal.SIGTERM, signal.SIGTERM], id="sigterm-twice"),
+    ],
+)
+def test_up_runs_the_api_and_the_ui_and_a_signal_stops_both(signals):
     api_port, ui_port = free_port(), free_port()
     env = {**os.environ, "YOLO_SERVICE_PRELOAD": "false", "YOLO_SERVICE_HOST": "127.0.0.1"}
     proc = subprocess.Popen(
@@ -71,7 +79,9 @@ def test_up_runs_the_api_and_the_ui_and_ctrl_c_stops_both():
                 time.sleep(0.3)
         else:
             pytest.fail(f"{urls} did not both answer in 90 s")
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the command
+        for sent in signals:
+            proc.send_signal(sent)
+            time.sleep(0.3)  # the second arrives while `up` stops the servers, as make's does
         assert proc.wait(timeout=40) == 0
     finally:
         if proc.poll() is None:
@@ -79,6 +89,7 @@ def test_up_runs_the_api_and_the_ui_and_ctrl_c_stops_both():
             proc.wait()
     output = proc.stdout.read()
     assert f"API: http://localhost:{api_port}/docs   UI: http://localhost:{ui_port}" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-2000:]
     for url in urls:
         with pytest.raises(httpx.ConnectError):
             httpx.get(url, timeout=2)
