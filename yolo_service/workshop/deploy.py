@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import MiB, Settings
+from .teaching import OneLine
 
 __all__ = [
     "CommandFailed",
@@ -278,13 +279,18 @@ def service_url(config: DeployConfig) -> tuple[str | None, str]:
     """
     if shutil.which("gcloud") is None:
         return None, "the gcloud CLI is not installed"
-    result = subprocess.run(backend_url_command(config), capture_output=True, text=True, timeout=60)
-    url = result.stdout.strip()
-    if result.returncode != 0 or not url:
-        said = result.stderr.strip().splitlines()
-        reason = said[-1] if said else "gcloud printed none"
-        return None, f"no URL for {config.backend_service} in {config.region}: {reason}"
+    url, said = _ask_gcloud(backend_url_command(config), timeout=60)
+    if not url:
+        return None, f"no URL for {config.backend_service} in {config.region}: {said}"
     return url, f"{config.backend_service}: {url}"
+
+
+def _ask_gcloud(argv: list[str], timeout: float) -> tuple[str | None, str]:
+    """What a gcloud command printed (None if it failed or printed nothing), and gcloud's last word on stderr."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    said = result.stderr.strip().splitlines()
+    answer = result.stdout.strip()
+    return (answer if result.returncode == 0 and answer else None), (said[-1] if said else "gcloud printed none")
 
 
 def service_logs_command(
@@ -362,15 +368,12 @@ def compose_down_command(compose_file: str | Path = "docker-compose.yml") -> lis
     return ["docker", "compose", "-f", str(compose_file), "down"]
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(OneLine, RuntimeError):
     """A live command exited with an error: its cell stops there, and "Run All" with it; its output says why."""
 
     def __init__(self, argv: Sequence[str], code: int) -> None:
         super().__init__(f"`{shlex.join(argv)}` exited with code {code}: its output above says why")
         self.argv, self.code = list(argv), code
-
-    def _render_traceback_(self) -> list[str]:  # IPython shows this line instead of run()'s frames
-        return [f"\033[31m❌ {self}\033[0m"]
 
 
 def run(
@@ -434,8 +437,7 @@ def gcloud_project() -> tuple[str | None, str]:
     """The configured GCP project, or None and why."""
     if shutil.which("gcloud") is None:
         return None, "the gcloud CLI is not installed"
-    result = subprocess.run(["gcloud", "config", "get-value", "project"], capture_output=True, text=True, timeout=30)
-    project = result.stdout.strip()
-    if result.returncode != 0 or not project or project == "(unset)":
+    project, _ = _ask_gcloud(["gcloud", "config", "get-value", "project"], timeout=30)
+    if not project or project == "(unset)":
         return None, "gcloud has no project configured: run `gcloud init`"
     return project, f"project {project}"

@@ -189,8 +189,8 @@ def show_source(
     display(Markdown(f"`{snippet.label}`"), Code(snippet.text, language=snippet.language))
 
 
-class NotYet(AssertionError):
-    """A checkpoint's part is not done yet: one line that says which, and what to try.
+class OneLine:
+    """Mixed into an exception a learner meets in a notebook: shown as one red line, not a traceback.
 
     IPython shows an exception's ``_render_traceback_()`` instead of its traceback: the learner reads
     the line, not the frames of the helper that raised it.
@@ -198,6 +198,10 @@ class NotYet(AssertionError):
 
     def _render_traceback_(self) -> list[str]:
         return [f"\033[31m❌ {self}\033[0m"]
+
+
+class NotYet(OneLine, AssertionError):
+    """A checkpoint's part is not done yet: one line that says which, and what to try."""
 
 
 #: Each part's last failure, in this kernel: its cause, and how many times in a row it failed so.
